@@ -1,0 +1,82 @@
+//! What each function answers, whichever way the host invoked it.
+//!
+//! Owns: the application state and the mapping from (function, certificate header) to an
+//! [`Answer`]. Both host protocols (forwarded HTTP and JSON invocations) end here, so the
+//! same policy gives the same answers in both.
+//! Must not: parse HTTP or invocation payloads (see `routes` and `functions_host`).
+
+use crate::answer::Answer;
+use crate::client_cert::Accepted;
+use crate::functions_host::Function;
+use crate::http_error::ApiError;
+use crate::inbound::InboundGate;
+use crate::outbound::Outbound;
+use serde_json::json;
+use std::sync::Arc;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+/// Shared state of the running handler.
+pub struct AppState {
+    pub gate: InboundGate,
+    pub outbound: Arc<Outbound>,
+    /// The clock, Unix seconds; tests pass a fixed one.
+    pub clock: fn() -> i64,
+}
+
+/// The wall clock in Unix seconds.
+pub fn system_clock() -> i64 {
+    OffsetDateTime::now_utc().unix_timestamp()
+}
+
+impl AppState {
+    /// Runs `function` for a request whose `X-ARR-ClientCert` values are `cert_headers`.
+    pub async fn invoke<V: AsRef<[u8]>>(&self, function: Function, cert_headers: &[V]) -> Answer {
+        match function {
+            Function::Health => self.health(),
+            Function::CertInfo => match self.gate.check(cert_headers, (self.clock)()) {
+                Ok(accepted) => Answer::ok(cert_info(&accepted)),
+                Err(e) => ApiError::Cert(e).to_answer(),
+            },
+            Function::OutboundMtls => match self.gate.check(cert_headers, (self.clock)()) {
+                Ok(_) => match self.outbound.call().await {
+                    Ok(success) => Answer::ok(json!(success)),
+                    Err(e) => ApiError::Outbound(e).to_answer(),
+                },
+                Err(e) => ApiError::Cert(e).to_answer(),
+            },
+        }
+    }
+
+    fn health(&self) -> Answer {
+        Answer::ok(json!({
+            "status": "ok",
+            "outboundCertificate": self.outbound.status(),
+        }))
+    }
+}
+
+/// The `/api/cert-info` body: the seed's `thumbprint` and `commonName`, and more.
+fn cert_info(accepted: &Accepted) -> serde_json::Value {
+    let info = &accepted.info;
+    json!({
+        "thumbprint": info.thumbprint_sha1,
+        "commonName": info.common_name(),
+        "thumbprintSha256": info.thumbprint_sha256,
+        "subject": info.subject,
+        "issuer": info.issuer,
+        "serialNumber": info.serial_number,
+        "notBefore": rfc3339(info.not_before),
+        "notAfter": rfc3339(info.not_after),
+        "dnsNames": info.dns_names,
+        "matchedBy": accepted.matched_by,
+    })
+}
+
+/// Unix seconds as RFC 3339 (UTC); out-of-range values fall back to the number.
+pub fn rfc3339(unix: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_else(|| unix.to_string())
+}

@@ -1,0 +1,168 @@
+//! Deciding whether a forwarded client certificate is acceptable.
+//!
+//! Owns: the inbound decision as a pure function of (header bytes or DER, [`Policy`],
+//! `now`). The rules, in order:
+//! 1. exactly one header value holding base64 (or PEM) of exactly one DER certificate;
+//! 2. `now` within the certificate's validity period, even for pinned certificates;
+//! 3. an EKU extension, when present, allows clientAuth or anyExtendedKeyUsage, and the
+//!    certificate is not a CA;
+//! 4. a pinned thumbprint accepts; otherwise a single, exactly matching subject CN accepts
+//!    only with a chain to a trusted CA (or in the seed's unverified mode).
+//!
+//! Must not: do I/O, read the clock, log, cache, or know about HTTP. Callers pass `now`.
+
+mod error;
+pub mod header;
+mod info;
+mod policy;
+
+pub use error::{CertError, Malformed};
+pub use info::CertificateInfo;
+pub use policy::{Policy, Thumbprint, ThumbprintError, TrustAnchors, TrustError, VerifiedChain};
+
+use openssl::x509::X509;
+use serde::Serialize;
+use x509_parser::certificate::X509Certificate;
+
+/// How an accepted certificate matched the policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum MatchedBy {
+    Thumbprint,
+    CommonName,
+}
+
+/// An accepted certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    pub info: CertificateInfo,
+    pub matched_by: MatchedBy,
+    /// Unix seconds from which this decision holds (latest notBefore on the chain).
+    pub valid_from: i64,
+    /// Unix seconds until which this decision holds (earliest notAfter on the chain).
+    pub valid_until: i64,
+}
+
+/// Decodes the header values of one request and validates the certificate.
+pub fn validate_header<V: AsRef<[u8]>>(
+    values: &[V],
+    policy: &Policy,
+    now: i64,
+) -> Result<Accepted, CertError> {
+    let der = header::decode(values)?;
+    validate(&der, policy, now)
+}
+
+/// Parses one DER certificate, rejecting trailing bytes, and describes it.
+pub fn describe(der: &[u8]) -> Result<CertificateInfo, CertError> {
+    let cert = parse(der)?;
+    Ok(CertificateInfo::from_parsed(der, &cert))
+}
+
+/// Validates one DER certificate against `policy` at `now` (Unix seconds).
+pub fn validate(der: &[u8], policy: &Policy, now: i64) -> Result<Accepted, CertError> {
+    let cert = parse(der)?;
+    let validity = cert.validity();
+    let (not_before, not_after) = (
+        validity.not_before.timestamp(),
+        validity.not_after.timestamp(),
+    );
+    if now < not_before {
+        return Err(CertError::NotYetValid { not_before, now });
+    }
+    if now > not_after {
+        return Err(CertError::Expired { not_after, now });
+    }
+    check_usage(&cert)?;
+
+    let info = CertificateInfo::from_parsed(der, &cert);
+    let (sha1, sha256) = Thumbprint::of_der(der);
+    if policy.thumbprints.contains(&sha1) || policy.thumbprints.contains(&sha256) {
+        return Ok(Accepted {
+            info,
+            matched_by: MatchedBy::Thumbprint,
+            valid_from: not_before,
+            valid_until: not_after,
+        });
+    }
+
+    // Several CN attributes are ambiguous (which one did the CA vet?): never a match.
+    let Some(cn) = single_common_name(&cert) else {
+        return Err(CertError::NotAllowlisted);
+    };
+    if !policy.common_name_allowed(cn) {
+        return Err(CertError::NotAllowlisted);
+    }
+    if policy.allow_unverified_common_names {
+        return Ok(Accepted {
+            info,
+            matched_by: MatchedBy::CommonName,
+            valid_from: not_before,
+            valid_until: not_after,
+        });
+    }
+    let untrusted = |reason: String| CertError::UntrustedChain {
+        common_name: cn.to_owned(),
+        reason,
+    };
+    let Some(trust) = &policy.trust else {
+        return Err(untrusted("no trusted CAs are configured".to_owned()));
+    };
+    let leaf = X509::from_der(der).map_err(|e| {
+        CertError::Malformed(Malformed::NotACertificate {
+            detail: e.to_string(),
+        })
+    })?;
+    let chain = trust.verify(&leaf, now).map_err(untrusted)?;
+    Ok(Accepted {
+        info,
+        matched_by: MatchedBy::CommonName,
+        valid_from: not_before.max(chain.not_before),
+        valid_until: not_after.min(chain.not_after),
+    })
+}
+
+fn parse(der: &[u8]) -> Result<X509Certificate<'_>, CertError> {
+    let (rest, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| {
+        CertError::Malformed(Malformed::NotACertificate {
+            detail: e.to_string(),
+        })
+    })?;
+    if !rest.is_empty() {
+        return Err(Malformed::TrailingData { bytes: rest.len() }.into());
+    }
+    Ok(cert)
+}
+
+fn check_usage(cert: &X509Certificate<'_>) -> Result<(), CertError> {
+    let bad_extension = |e: x509_parser::error::X509Error| {
+        CertError::Malformed(Malformed::BadExtension {
+            detail: e.to_string(),
+        })
+    };
+    if let Some(eku) = cert.extended_key_usage().map_err(bad_extension)? {
+        if !(eku.value.client_auth || eku.value.any) {
+            return Err(CertError::NotForClientAuth {
+                ekus: info::eku_names(&eku.value).join(", "),
+            });
+        }
+    }
+    let is_ca = cert
+        .basic_constraints()
+        .map_err(bad_extension)?
+        .is_some_and(|bc| bc.value.ca);
+    if is_ca {
+        return Err(CertError::CaCertificate);
+    }
+    Ok(())
+}
+
+/// The subject's CN when there is exactly one and it decodes as a string.
+fn single_common_name<'a>(cert: &'a X509Certificate<'_>) -> Option<&'a str> {
+    let mut cns = cert.subject().iter_common_name();
+    let first = cns.next()?;
+    if cns.next().is_some() {
+        return None;
+    }
+    first.as_str().ok()
+}

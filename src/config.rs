@@ -1,0 +1,259 @@
+//! Start-up configuration: every app setting, read once, typed and checked.
+//!
+//! Owns: setting names, defaults, syntax, and the messages that name a bad setting.
+//! Must not: be read again after start-up, or hold anything but plain values (files named
+//! by settings are read by the modules that own them, at start-up).
+
+use crate::client_cert::{Thumbprint, ThumbprintError};
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+/// Where settings come from: the process environment in production, a map in tests.
+pub trait EnvSource {
+    /// The value of `name`, or `None` when unset. Empty values count as unset.
+    fn get(&self, name: &str) -> Option<String>;
+}
+
+/// The real process environment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessEnv;
+
+impl EnvSource for ProcessEnv {
+    fn get(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+    }
+}
+
+impl EnvSource for HashMap<String, String> {
+    fn get(&self, name: &str) -> Option<String> {
+        HashMap::get(self, name)
+            .filter(|v| !v.trim().is_empty())
+            .cloned()
+    }
+}
+
+impl EnvSource for HashMap<&str, &str> {
+    fn get(&self, name: &str) -> Option<String> {
+        HashMap::get(self, name)
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| (*v).to_owned())
+    }
+}
+
+/// A setting that stops the handler from starting. The message names the setting.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("setting {setting}: {reason}")]
+    Invalid {
+        setting: &'static str,
+        reason: String,
+    },
+    #[error("setting {setting}: cannot read {path}: {reason}")]
+    Unreadable {
+        setting: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+}
+
+impl ConfigError {
+    pub fn invalid(setting: &'static str, reason: impl Into<String>) -> Self {
+        Self::Invalid {
+            setting,
+            reason: reason.into(),
+        }
+    }
+
+    /// The setting this error is about.
+    pub fn setting(&self) -> &'static str {
+        match self {
+            Self::Invalid { setting, .. } | Self::Unreadable { setting, .. } => setting,
+        }
+    }
+}
+
+/// The seed's default allowlisted common name.
+pub const DEFAULT_COMMON_NAME: &str = "api-client.contoso.com";
+
+/// Inbound client-certificate settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundConfig {
+    /// `ALLOWED_CLIENT_CERT_COMMON_NAMES`
+    pub common_names: Vec<String>,
+    /// `ALLOWED_CLIENT_CERT_THUMBPRINTS`
+    pub thumbprints: Vec<Thumbprint>,
+    /// `CLIENT_CERT_CA_PATH`
+    pub ca_path: Option<PathBuf>,
+    /// `ALLOW_UNVERIFIED_COMMON_NAMES`
+    pub allow_unverified_common_names: bool,
+    /// `CLIENT_CERT_CACHE_SIZE` (0 turns the cache off)
+    pub cache_size: usize,
+    /// `CLIENT_CERT_CACHE_SECONDS`
+    pub cache_seconds: u64,
+}
+
+/// All settings of the `serve` command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// `FUNCTIONS_CUSTOMHANDLER_PORT`, else `FUNCTIONS_HTTPWORKER_PORT`, else 3000.
+    pub port: u16,
+    pub inbound: InboundConfig,
+    pub outbound: crate::outbound::OutboundConfig,
+}
+
+impl Config {
+    pub fn from_env(env: &dyn EnvSource) -> Result<Self, ConfigError> {
+        Ok(Self {
+            port: port(env)?,
+            inbound: InboundConfig::from_env(env)?,
+            outbound: crate::outbound::OutboundConfig::from_env(env)?,
+        })
+    }
+}
+
+fn port(env: &dyn EnvSource) -> Result<u16, ConfigError> {
+    for name in ["FUNCTIONS_CUSTOMHANDLER_PORT", "FUNCTIONS_HTTPWORKER_PORT"] {
+        if env.get(name).is_some() {
+            return parse_number(env, name, 3000);
+        }
+    }
+    Ok(3000)
+}
+
+impl InboundConfig {
+    pub fn from_env(env: &dyn EnvSource) -> Result<Self, ConfigError> {
+        const CNS: &str = "ALLOWED_CLIENT_CERT_COMMON_NAMES";
+        const TPS: &str = "ALLOWED_CLIENT_CERT_THUMBPRINTS";
+        let common_names = match env.get(CNS) {
+            None => vec![DEFAULT_COMMON_NAME.to_owned()],
+            Some(v) => list(&v),
+        };
+        if let Some(bad) = common_names
+            .iter()
+            .find(|cn| cn.chars().any(char::is_control))
+        {
+            return Err(ConfigError::invalid(
+                CNS,
+                format!("{bad:?} contains a control character"),
+            ));
+        }
+        let thumbprints = env
+            .get(TPS)
+            .map(|v| {
+                list(&v)
+                    .iter()
+                    .map(|t| Thumbprint::parse(t))
+                    .collect::<Result<Vec<_>, ThumbprintError>>()
+            })
+            .transpose()
+            .map_err(|e| ConfigError::invalid(TPS, e.to_string()))?
+            .unwrap_or_default();
+        Ok(Self {
+            common_names,
+            thumbprints,
+            ca_path: env.get("CLIENT_CERT_CA_PATH").map(PathBuf::from),
+            allow_unverified_common_names: parse_bool(env, "ALLOW_UNVERIFIED_COMMON_NAMES", false)?,
+            cache_size: parse_number(env, "CLIENT_CERT_CACHE_SIZE", 10_000)?,
+            cache_seconds: parse_number(env, "CLIENT_CERT_CACHE_SECONDS", 300)?,
+        })
+    }
+}
+
+/// A comma-separated list, each item trimmed, empty items dropped.
+pub fn list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `true`/`false` (also `1`/`0`, `yes`/`no`), any case; unset gives `default`.
+pub fn parse_bool(
+    env: &dyn EnvSource,
+    name: &'static str,
+    default: bool,
+) -> Result<bool, ConfigError> {
+    match env.get(name).map(|v| v.trim().to_ascii_lowercase()) {
+        None => Ok(default),
+        Some(v) => match v.as_str() {
+            "true" | "1" | "yes" => Ok(true),
+            "false" | "0" | "no" => Ok(false),
+            _ => Err(ConfigError::invalid(
+                name,
+                format!("{v:?} is not true or false"),
+            )),
+        },
+    }
+}
+
+/// A non-negative integer; unset gives `default`.
+pub fn parse_number<T: std::str::FromStr>(
+    env: &dyn EnvSource,
+    name: &'static str,
+    default: T,
+) -> Result<T, ConfigError> {
+    match env.get(name) {
+        None => Ok(default),
+        Some(v) => v.trim().parse().map_err(|_| {
+            ConfigError::invalid(name, format!("{:?} is not a valid number", v.trim()))
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&'static str, &'static str)]) -> HashMap<&'static str, &'static str> {
+        pairs.iter().copied().collect()
+    }
+
+    #[test]
+    fn defaults_keep_the_seed_common_name_and_port_3000() {
+        let c = Config::from_env(&env(&[])).unwrap();
+        assert_eq!(c.port, 3000);
+        assert_eq!(c.inbound.common_names, vec![DEFAULT_COMMON_NAME]);
+        assert!(c.inbound.thumbprints.is_empty());
+        assert!(!c.inbound.allow_unverified_common_names);
+    }
+
+    #[test]
+    fn custom_handler_port_wins_over_http_worker_port() {
+        let c = Config::from_env(&env(&[
+            ("FUNCTIONS_CUSTOMHANDLER_PORT", "4001"),
+            ("FUNCTIONS_HTTPWORKER_PORT", "4002"),
+        ]))
+        .unwrap();
+        assert_eq!(c.port, 4001);
+        let c = Config::from_env(&env(&[("FUNCTIONS_HTTPWORKER_PORT", "4002")])).unwrap();
+        assert_eq!(c.port, 4002);
+    }
+
+    #[test]
+    fn common_names_are_trimmed_and_empty_items_dropped() {
+        let c = InboundConfig::from_env(&env(&[(
+            "ALLOWED_CLIENT_CERT_COMMON_NAMES",
+            " a.example , ,b.example",
+        )]))
+        .unwrap();
+        assert_eq!(c.common_names, vec!["a.example", "b.example"]);
+    }
+
+    #[test]
+    fn a_thumbprint_of_the_wrong_length_fails_naming_the_setting() {
+        let e = InboundConfig::from_env(&env(&[("ALLOWED_CLIENT_CERT_THUMBPRINTS", "abc123")]))
+            .unwrap_err();
+        assert_eq!(e.setting(), "ALLOWED_CLIENT_CERT_THUMBPRINTS");
+        assert!(e.to_string().contains("ALLOWED_CLIENT_CERT_THUMBPRINTS"));
+    }
+
+    #[test]
+    fn a_bad_boolean_or_port_fails_naming_the_setting() {
+        let e = Config::from_env(&env(&[("ALLOW_UNVERIFIED_COMMON_NAMES", "maybe")])).unwrap_err();
+        assert_eq!(e.setting(), "ALLOW_UNVERIFIED_COMMON_NAMES");
+        let e = Config::from_env(&env(&[("FUNCTIONS_CUSTOMHANDLER_PORT", "70000")])).unwrap_err();
+        assert_eq!(e.setting(), "FUNCTIONS_CUSTOMHANDLER_PORT");
+    }
+}

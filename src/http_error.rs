@@ -1,0 +1,136 @@
+//! The one place where domain errors become HTTP answers.
+//!
+//! Owns: status codes, stable error codes and the safe messages clients see. Full detail
+//! goes to the log (see `inbound`), never to the client.
+//! Must not: decide anything about certificates or partners.
+
+use crate::answer::Answer;
+use crate::client_cert::CertError;
+use crate::outbound::OutboundError;
+use serde_json::json;
+use warp::http::StatusCode;
+
+/// The seed's messages, kept verbatim for compatibility.
+pub const MSG_MISSING: &str = "client certificate header missing";
+pub const MSG_NOT_ALLOWLISTED: &str = "client certificate is not allowlisted";
+
+/// Everything that can turn an invocation into an error answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Cert(#[from] CertError),
+    #[error(transparent)]
+    Outbound(#[from] OutboundError),
+    #[error("no such route")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("request body too large")]
+    PayloadTooLarge,
+    #[error("invalid invocation payload: {0}")]
+    InvalidInvocation(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Cert(_) => StatusCode::FORBIDDEN,
+            Self::Outbound(e) => outbound_status(e),
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::InvalidInvocation(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// Stable snake_case code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Cert(e) => e.code(),
+            Self::Outbound(e) => outbound_code(e),
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::InvalidInvocation(_) => "invalid_invocation",
+        }
+    }
+
+    /// The message clients see: short, stable, no internal detail.
+    pub fn message(&self) -> String {
+        match self {
+            Self::Cert(e) => cert_message(e).to_owned(),
+            Self::Outbound(e) => e.to_string(),
+            Self::NotFound => "no such function".to_owned(),
+            Self::MethodNotAllowed => "method not allowed".to_owned(),
+            Self::PayloadTooLarge => "request body too large".to_owned(),
+            Self::InvalidInvocation(_) => "invalid invocation payload".to_owned(),
+        }
+    }
+
+    pub fn to_answer(&self) -> Answer {
+        Answer::new(
+            self.status(),
+            json!({ "error": self.message(), "code": self.code() }),
+        )
+    }
+}
+
+fn cert_message(e: &CertError) -> &'static str {
+    match e {
+        CertError::Missing => MSG_MISSING,
+        CertError::NotAllowlisted => MSG_NOT_ALLOWLISTED,
+        CertError::Malformed(_) => "client certificate header is malformed",
+        CertError::NotYetValid { .. } => "client certificate is not yet valid",
+        CertError::Expired { .. } => "client certificate has expired",
+        CertError::NotForClientAuth { .. } => {
+            "client certificate is not valid for client authentication"
+        }
+        CertError::CaCertificate => "a CA certificate cannot be a client certificate",
+        CertError::UntrustedChain { .. } => "client certificate does not chain to a trusted CA",
+        CertError::Revoked { .. } => "client certificate has been revoked",
+        CertError::RevocationUnknown { .. } => {
+            "client certificate revocation status could not be checked"
+        }
+        // `CertError` is non_exhaustive for other crates only; keep a safe default.
+        #[allow(unreachable_patterns)]
+        _ => "client certificate was rejected",
+    }
+}
+
+fn outbound_status(e: &OutboundError) -> StatusCode {
+    match e {
+        OutboundError::NotImplemented => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+fn outbound_code(e: &OutboundError) -> &'static str {
+    match e {
+        OutboundError::NotImplemented => "outbound_unavailable",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_seed_messages_are_kept_verbatim() {
+        let a = ApiError::Cert(CertError::Missing).to_answer();
+        assert_eq!(a.status, StatusCode::FORBIDDEN);
+        assert_eq!(a.body["error"], "client certificate header missing");
+        let a = ApiError::Cert(CertError::NotAllowlisted).to_answer();
+        assert_eq!(a.body["error"], "client certificate is not allowlisted");
+        assert_eq!(a.body["code"], "not_allowlisted");
+    }
+
+    #[test]
+    fn every_certificate_rejection_is_a_403() {
+        let e = CertError::UntrustedChain {
+            common_name: "x".into(),
+            reason: "secret detail".into(),
+        };
+        let a = ApiError::Cert(e).to_answer();
+        assert_eq!(a.status, StatusCode::FORBIDDEN);
+        assert!(!a.body.to_string().contains("secret detail"));
+    }
+}

@@ -1,0 +1,39 @@
+//! mtls-handler: an Azure Functions custom handler that accepts partners by their client
+//! certificate (forwarded by App Service in `X-ARR-ClientCert`) and calls partners with
+//! the app's own certificate.
+//!
+//! # Layout
+//!
+//! Requests flow one way: `routes` → `app` → {`inbound` → `client_cert`, `outbound`}, and
+//! every error becomes HTTP in `http_error` only.
+//!
+//! - [`cli`], [`start`]: the binary's commands, start-up order and exit codes.
+//! - [`config`]: every setting, read once and typed.
+//! - [`server`], [`routes`]: the warp server and the paths the Functions host calls.
+//! - [`functions_host`]: the host's JSON invocation protocol.
+//! - [`app`], [`answer`]: what each function answers, in either protocol.
+//! - [`http_error`]: the single mapping from domain errors to status, code and message.
+//! - [`inbound`], [`cache`]: the per-request gate and its validation cache.
+//! - [`client_cert`]: the pure certificate rules (no I/O, no clock).
+//! - [`outbound`]: the app's own identity and the partner call.
+//! - [`pki`], [`pki_files`]: generating certificates; reading them from disk.
+//! - [`telemetry`]: structured logs to stdout.
+
+#![forbid(unsafe_code)]
+
+pub mod answer;
+pub mod app;
+pub mod cache;
+pub mod cli;
+pub mod client_cert;
+pub mod config;
+pub mod functions_host;
+pub mod http_error;
+pub mod inbound;
+pub mod outbound;
+pub mod pki;
+pub mod pki_files;
+pub mod routes;
+pub mod server;
+pub mod start;
+pub mod telemetry;

@@ -1,0 +1,101 @@
+//! The warp filters the Functions host talks to.
+//!
+//! Owns: paths and methods. `GET /` answers the host's readiness probe at once;
+//! `GET /api/{function}` is forwarding mode (the original request); `POST /{function}` is
+//! JSON mode. Everything else gets a JSON 404/405/413 from [`recover`].
+//! Must not: decide answers (see `app`) or map domain errors (see `http_error`).
+
+use crate::answer::{json_response, Answer};
+use crate::app::AppState;
+use crate::client_cert::header::HEADER_NAME;
+use crate::functions_host::{self, Function};
+use crate::http_error::ApiError;
+use std::convert::Infallible;
+use std::sync::Arc;
+use warp::http::{HeaderMap, StatusCode};
+use warp::{Filter, Rejection, Reply};
+
+/// The host's JSON invocation payloads are small; anything bigger is not from the host.
+pub const MAX_INVOCATION_BYTES: u64 = 1024 * 1024;
+
+/// All routes, with rejections turned into JSON errors.
+pub fn routes(
+    state: Arc<AppState>,
+) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
+    readiness()
+        .or(forwarded(state.clone()))
+        .or(json_invocation(state))
+        .recover(recover)
+}
+
+/// `GET /`: the host polls this until any HTTP answer arrives.
+fn readiness() -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    warp::path::end()
+        .and(warp::get().or(warp::head()).unify())
+        .map(|| json_response(StatusCode::OK, br#"{"status":"ready"}"#.to_vec()))
+}
+
+/// `GET /api/{function}`, as the host forwards the original request.
+fn forwarded(
+    state: Arc<AppState>,
+) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    warp::path!("api" / String)
+        .and(warp::get())
+        .and(warp::header::headers_cloned())
+        .and_then(move |name: String, headers: HeaderMap| {
+            let state = state.clone();
+            async move {
+                let function = Function::from_name(&name).ok_or_else(warp::reject::not_found)?;
+                let values: Vec<&[u8]> = headers
+                    .get_all(HEADER_NAME)
+                    .iter()
+                    .map(|v| v.as_bytes())
+                    .collect();
+                Ok::<_, Rejection>(state.invoke(function, &values).await.into_response())
+            }
+        })
+}
+
+/// `POST /{function}` with the host's JSON invocation payload.
+fn json_invocation(
+    state: Arc<AppState>,
+) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    warp::path!(String)
+        .and(warp::post())
+        .and(warp::body::content_length_limit(MAX_INVOCATION_BYTES))
+        .and(warp::body::bytes())
+        .and_then(move |name: String, body: bytes::Bytes| {
+            let state = state.clone();
+            async move {
+                let function = Function::from_name(&name).ok_or_else(warp::reject::not_found)?;
+                let payload: serde_json::Value = match serde_json::from_slice(&body) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        let err = ApiError::InvalidInvocation(e.to_string());
+                        tracing::warn!(function = function.name(), error = %err, "bad invocation payload");
+                        return Ok(err.to_answer().into_response());
+                    }
+                };
+                let values = functions_host::header_values(&payload, HEADER_NAME);
+                let answer = state.invoke(function, &values).await;
+                let body = functions_host::invocation_response(&answer, function);
+                Ok::<_, Rejection>(Answer::ok(body).into_response())
+            }
+        })
+}
+
+/// Turns warp's rejections into the same JSON error shape as everything else.
+pub async fn recover(rejection: Rejection) -> Result<impl Reply, Infallible> {
+    let error = if rejection.is_not_found() {
+        ApiError::NotFound
+    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+        ApiError::PayloadTooLarge
+    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        ApiError::MethodNotAllowed
+    } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
+        ApiError::InvalidInvocation("length required".to_owned())
+    } else {
+        ApiError::InvalidInvocation(format!("{rejection:?}"))
+    };
+    Ok(error.to_answer().into_response())
+}

@@ -1,0 +1,73 @@
+//! Process start-up for the `serve` command, as the Functions host runs it.
+//!
+//! Owns: the order of start-up (logs, settings, runtime, state, socket) and the exit
+//! codes the host acts on: 0 after a clean shutdown (the host does not restart us), 1 for
+//! a bad setting or a port that cannot be bound (the host restarts and reports stderr).
+//! Must not: hold request logic.
+
+use crate::app::{system_clock, AppState};
+use crate::config::{Config, ConfigError, EnvSource, ProcessEnv};
+use crate::inbound::InboundGate;
+use crate::outbound::Outbound;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// Runs the handler until SIGTERM or Ctrl-C.
+pub fn serve() -> ExitCode {
+    let env = ProcessEnv;
+    crate::telemetry::init(
+        env.get("LOG_FORMAT")
+            .is_some_and(|f| f.eq_ignore_ascii_case("json")),
+    );
+    let config = match Config::from_env(&env) {
+        Ok(c) => c,
+        Err(e) => return fatal(&e),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("fatal: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let state = match build_state(&config) {
+            Ok(s) => s,
+            Err(e) => return fatal(&e),
+        };
+        // The host only ever connects to 127.0.0.1; nothing else should reach us directly.
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, config.port));
+        let listener = match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(%addr, error = %e, "cannot listen");
+                eprintln!("fatal: cannot listen on {addr} (FUNCTIONS_CUSTOMHANDLER_PORT): {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        tracing::info!(%addr, "listening");
+        crate::server::run(listener, state, crate::server::shutdown_signal()).await;
+        tracing::info!("stopped");
+        ExitCode::SUCCESS
+    })
+}
+
+/// The shared state for `config`. Reads the files the settings name; starts the outbound
+/// identity loading in the background (needs a Tokio runtime).
+pub fn build_state(config: &Config) -> Result<Arc<AppState>, ConfigError> {
+    Ok(Arc::new(AppState {
+        gate: InboundGate::from_config(&config.inbound)?,
+        outbound: Outbound::start(config.outbound.clone()),
+        clock: system_clock,
+    }))
+}
+
+fn fatal(e: &ConfigError) -> ExitCode {
+    tracing::error!(setting = e.setting(), error = %e, "invalid configuration");
+    eprintln!("fatal: {e}");
+    ExitCode::FAILURE
+}
