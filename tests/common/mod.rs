@@ -1,0 +1,188 @@
+//! Shared test helpers: a demo PKI generated per test, policies, and the real `handler`
+//! binary started on a free loopback port.
+#![allow(dead_code, unreachable_pub)]
+
+use mtls_handler::client_cert::{Policy, Thumbprint, TrustAnchors};
+use mtls_handler::pki::{CertSpec, Issued};
+use std::collections::HashSet;
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const PARTNER_CN: &str = "api-client.contoso.com";
+
+pub fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// A root CA, an issuing CA under it, and helpers to issue partner certificates.
+pub struct TestPki {
+    pub root: Issued,
+    pub issuing: Issued,
+}
+
+impl TestPki {
+    pub fn new() -> Self {
+        let t = now();
+        let root = CertSpec::ca("Test Root CA", t, 3650).self_signed().unwrap();
+        let issuing = CertSpec::ca("Test Issuing CA", t, 1825)
+            .issued_by(&root)
+            .unwrap();
+        Self { root, issuing }
+    }
+
+    /// A partner certificate for `cn` from the issuing CA, valid for a year.
+    pub fn client(&self, cn: &str) -> Issued {
+        CertSpec::leaf(cn, now(), 365).issued_by(&self.issuing).unwrap()
+    }
+
+    /// Both CAs as a PEM bundle.
+    pub fn ca_bundle_pem(&self) -> Vec<u8> {
+        let mut pem = self.root.cert_pem().unwrap();
+        pem.extend(self.issuing.cert_pem().unwrap());
+        pem
+    }
+
+    pub fn anchors(&self) -> TrustAnchors {
+        TrustAnchors::new(vec![self.root.cert.clone(), self.issuing.cert.clone()]).unwrap()
+    }
+}
+
+/// A policy that allowlists `cns` and trusts `trust`.
+pub fn policy(cns: &[&str], trust: Option<TrustAnchors>) -> Policy {
+    Policy {
+        thumbprints: HashSet::new(),
+        common_names: cns.iter().map(|s| (*s).to_owned()).collect(),
+        trust,
+        allow_unverified_common_names: false,
+    }
+}
+
+pub fn pinned(thumbprints: &[Thumbprint]) -> Policy {
+    Policy {
+        thumbprints: thumbprints.iter().copied().collect(),
+        ..policy(&[], None)
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bound then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The real `handler` binary, killed when dropped.
+pub struct Handler {
+    pub child: Child,
+    pub port: u16,
+    /// Where the handler's stdout (its log) goes; a pipe nobody reads could fill and block it.
+    pub log: tempfile::NamedTempFile,
+}
+
+impl Handler {
+    /// Starts `handler` with exactly `env` (plus PATH) and waits until `GET /` answers.
+    pub fn start(env: &[(&str, &str)]) -> Self {
+        let port = free_port();
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_handler"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(log.reopen().unwrap())
+            .stderr(log.reopen().unwrap());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().unwrap();
+        let handler = Self { child, port, log };
+        handler.wait_ready(Duration::from_secs(20));
+        handler
+    }
+
+    /// Everything the handler has logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn wait_ready(&self, limit: Duration) {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("handler did not listen on {} within {limit:?}", self.port);
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit status; returns status and stdout.
+    pub fn terminate(mut self) -> (std::process::ExitStatus, String) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let status = wait_with_timeout(&mut self.child, Duration::from_secs(15));
+        (status, self.log_text())
+    }
+}
+
+impl Drop for Handler {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits for `child` at most `limit`, killing it if it is still running.
+pub fn wait_with_timeout(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            return child.wait().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs `handler` with `env` and `args`, expecting it to exit by itself within 20 s.
+pub fn run_to_exit(env: &[(&str, &str)], args: &[&str]) -> (std::process::ExitStatus, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_handler"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let status = wait_with_timeout(&mut child, Duration::from_secs(20));
+    let (mut out, mut err) = (String::new(), String::new());
+    if let Some(mut s) = child.stdout.take() {
+        let _ = s.read_to_string(&mut out);
+    }
+    if let Some(mut s) = child.stderr.take() {
+        let _ = s.read_to_string(&mut err);
+    }
+    (status, out, err)
+}
+
+pub fn write(dir: &Path, name: &str, bytes: &[u8]) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p.to_string_lossy().into_owned()
+}
