@@ -24,7 +24,12 @@ fn sha256(der: &[u8]) -> Thumbprint {
 fn certificate_from_a_trusted_ca_with_an_allowlisted_common_name_is_accepted() {
     let pki = TestPki::new();
     let client = pki.client(PARTNER_CN);
-    let ok = validate(&client.der(), &policy(&[PARTNER_CN], Some(pki.anchors())), now()).unwrap();
+    let ok = validate(
+        &client.der(),
+        &policy(&[PARTNER_CN], Some(pki.anchors())),
+        now(),
+    )
+    .unwrap();
     assert_eq!(ok.matched_by, MatchedBy::CommonName);
     assert_eq!(ok.info.common_name(), Some(PARTNER_CN));
     assert_eq!(ok.info.thumbprint_sha1, sha1(&client.der()).to_string());
@@ -34,7 +39,12 @@ fn certificate_from_a_trusted_ca_with_an_allowlisted_common_name_is_accepted() {
 fn common_name_matching_ignores_ascii_case() {
     let pki = TestPki::new();
     let client = pki.client("API-Client.Contoso.COM");
-    assert!(validate(&client.der(), &policy(&[PARTNER_CN], Some(pki.anchors())), now()).is_ok());
+    assert!(validate(
+        &client.der(),
+        &policy(&[PARTNER_CN], Some(pki.anchors())),
+        now()
+    )
+    .is_ok());
 }
 
 #[test]
@@ -42,7 +52,12 @@ fn the_issuing_ca_alone_is_enough_as_a_trust_anchor() {
     let pki = TestPki::new();
     let only_issuing = TrustAnchors::new(vec![pki.issuing.cert.clone()]).unwrap();
     let client = pki.client(PARTNER_CN);
-    assert!(validate(&client.der(), &policy(&[PARTNER_CN], Some(only_issuing)), now()).is_ok());
+    assert!(validate(
+        &client.der(),
+        &policy(&[PARTNER_CN], Some(only_issuing)),
+        now()
+    )
+    .is_ok());
 }
 
 #[test]
@@ -51,7 +66,12 @@ fn a_root_alone_cannot_vouch_for_a_leaf_whose_intermediate_is_not_configured() {
     let pki = TestPki::new();
     let only_root = TrustAnchors::new(vec![pki.root.cert.clone()]).unwrap();
     let client = pki.client(PARTNER_CN);
-    let err = validate(&client.der(), &policy(&[PARTNER_CN], Some(only_root)), now()).unwrap_err();
+    let err = validate(
+        &client.der(),
+        &policy(&[PARTNER_CN], Some(only_root)),
+        now(),
+    )
+    .unwrap_err();
     assert_eq!(err.code(), "untrusted_chain");
 }
 
@@ -62,7 +82,12 @@ fn an_rsa_partner_certificate_is_accepted() {
         .with_key(KeyKind::Rsa2048)
         .issued_by(&pki.issuing)
         .unwrap();
-    assert!(validate(&client.der(), &policy(&[PARTNER_CN], Some(pki.anchors())), now()).is_ok());
+    assert!(validate(
+        &client.der(),
+        &policy(&[PARTNER_CN], Some(pki.anchors())),
+        now()
+    )
+    .is_ok());
 }
 
 #[test]
@@ -76,7 +101,11 @@ fn a_sha1_pin_accepts_a_self_signed_certificate_without_any_chain() {
 fn a_sha256_pin_pasted_with_colons_and_lowercase_accepts() {
     let cert = CertSpec::leaf("whoever", now(), 30).self_signed().unwrap();
     let hex = sha256(&cert.der()).to_string().to_lowercase();
-    let pasted: Vec<String> = hex.as_bytes().chunks(2).map(|p| String::from_utf8_lossy(p).into_owned()).collect();
+    let pasted: Vec<String> = hex
+        .as_bytes()
+        .chunks(2)
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect();
     let pin = Thumbprint::parse(&format!("\u{200E}{}", pasted.join(":"))).unwrap();
     assert!(validate(&cert.der(), &pinned(&[pin]), now()).is_ok());
 }
@@ -92,12 +121,20 @@ fn a_pin_for_another_certificate_does_not_accept() {
 #[test]
 fn extended_key_usage_any_or_absent_allows_client_auth() {
     let pki = TestPki::new();
-    for ekus in [Some(vec![Eku::Any]), None, Some(vec![Eku::ServerAuth, Eku::ClientAuth])] {
+    for ekus in [
+        Some(vec![Eku::Any]),
+        None,
+        Some(vec![Eku::ServerAuth, Eku::ClientAuth]),
+    ] {
         let client = CertSpec::leaf(PARTNER_CN, now(), 30)
             .with_ekus(ekus.clone())
             .issued_by(&pki.issuing)
             .unwrap();
-        let result = validate(&client.der(), &policy(&[PARTNER_CN], Some(pki.anchors())), now());
+        let result = validate(
+            &client.der(),
+            &policy(&[PARTNER_CN], Some(pki.anchors())),
+            now(),
+        );
         assert!(result.is_ok(), "{ekus:?}: {result:?}");
     }
 }
@@ -118,7 +155,12 @@ fn the_accepted_window_ends_at_the_earliest_not_after_on_the_chain() {
 fn a_self_signed_certificate_with_an_allowlisted_common_name_is_rejected() {
     let pki = TestPki::new();
     let forged = CertSpec::leaf(PARTNER_CN, now(), 30).self_signed().unwrap();
-    let err = validate(&forged.der(), &policy(&[PARTNER_CN], Some(pki.anchors())), now()).unwrap_err();
+    let err = validate(
+        &forged.der(),
+        &policy(&[PARTNER_CN], Some(pki.anchors())),
+        now(),
+    )
+    .unwrap_err();
     assert!(matches!(err, CertError::UntrustedChain { .. }), "{err:?}");
 }
 
@@ -126,13 +168,22 @@ fn a_self_signed_certificate_with_an_allowlisted_common_name_is_rejected() {
 fn a_certificate_from_a_forged_ca_with_the_trusted_cas_name_is_rejected() {
     let pki = TestPki::new();
     // Same subject name as the trusted issuing CA, different key: names prove nothing.
-    let fake_ca = CertSpec::ca("Test Issuing CA", now(), 365).self_signed().unwrap();
+    let fake_ca = CertSpec::ca("Test Issuing CA", now(), 365)
+        .self_signed()
+        .unwrap();
     assert_eq!(
         fake_ca.cert.subject_name().to_der().unwrap(),
         pki.issuing.cert.subject_name().to_der().unwrap()
     );
-    let forged = CertSpec::leaf(PARTNER_CN, now(), 30).issued_by(&fake_ca).unwrap();
-    let err = validate(&forged.der(), &policy(&[PARTNER_CN], Some(pki.anchors())), now()).unwrap_err();
+    let forged = CertSpec::leaf(PARTNER_CN, now(), 30)
+        .issued_by(&fake_ca)
+        .unwrap();
+    let err = validate(
+        &forged.der(),
+        &policy(&[PARTNER_CN], Some(pki.anchors())),
+        now(),
+    )
+    .unwrap_err();
     // OpenSSL refuses it before or at the signature check (the key identifiers differ too).
     assert!(matches!(err, CertError::UntrustedChain { .. }), "{err:?}");
 }
@@ -153,7 +204,9 @@ fn a_certificate_under_an_expired_issuing_ca_is_rejected() {
         .with_validity(t - 400 * 86_400, t - 86_400)
         .issued_by(&root)
         .unwrap();
-    let client = CertSpec::leaf(PARTNER_CN, t, 30).issued_by(&old_ca).unwrap();
+    let client = CertSpec::leaf(PARTNER_CN, t, 30)
+        .issued_by(&old_ca)
+        .unwrap();
     let anchors = TrustAnchors::new(vec![root.cert.clone(), old_ca.cert.clone()]).unwrap();
     let err = validate(&client.der(), &policy(&[PARTNER_CN], Some(anchors)), t).unwrap_err();
     assert_eq!(err.code(), "untrusted_chain");
@@ -166,7 +219,9 @@ fn a_ca_restricted_to_server_auth_cannot_vouch_for_clients() {
         .with_ekus(Some(vec![Eku::ServerAuth]))
         .self_signed()
         .unwrap();
-    let client = CertSpec::leaf(PARTNER_CN, t, 30).issued_by(&tls_ca).unwrap();
+    let client = CertSpec::leaf(PARTNER_CN, t, 30)
+        .issued_by(&tls_ca)
+        .unwrap();
     let anchors = TrustAnchors::new(vec![tls_ca.cert.clone()]).unwrap();
     let err = validate(&client.der(), &policy(&[PARTNER_CN], Some(anchors)), t).unwrap_err();
     assert_eq!(err.code(), "untrusted_chain");
@@ -183,23 +238,44 @@ fn a_leaf_certificate_cannot_be_configured_as_a_trusted_ca() {
 #[test]
 fn an_expired_certificate_is_rejected_even_when_pinned() {
     let t = now();
-    let cert = CertSpec::leaf("old", t, 1).with_validity(t - 100, t - 1).self_signed().unwrap();
+    let cert = CertSpec::leaf("old", t, 1)
+        .with_validity(t - 100, t - 1)
+        .self_signed()
+        .unwrap();
     let err = validate(&cert.der(), &pinned(&[sha1(&cert.der())]), t).unwrap_err();
-    assert_eq!(err, CertError::Expired { not_after: t - 1, now: t });
+    assert_eq!(
+        err,
+        CertError::Expired {
+            not_after: t - 1,
+            now: t
+        }
+    );
 }
 
 #[test]
 fn a_not_yet_valid_certificate_is_rejected_even_when_pinned() {
     let t = now();
-    let cert = CertSpec::leaf("future", t, 1).with_validity(t + 60, t + 600).self_signed().unwrap();
+    let cert = CertSpec::leaf("future", t, 1)
+        .with_validity(t + 60, t + 600)
+        .self_signed()
+        .unwrap();
     let err = validate(&cert.der(), &pinned(&[sha256(&cert.der())]), t).unwrap_err();
-    assert_eq!(err, CertError::NotYetValid { not_before: t + 60, now: t });
+    assert_eq!(
+        err,
+        CertError::NotYetValid {
+            not_before: t + 60,
+            now: t
+        }
+    );
 }
 
 #[test]
 fn validity_boundaries_are_inclusive() {
     let t = now();
-    let cert = CertSpec::leaf("edge", t, 1).with_validity(t, t + 10).self_signed().unwrap();
+    let cert = CertSpec::leaf("edge", t, 1)
+        .with_validity(t, t + 10)
+        .self_signed()
+        .unwrap();
     let p = pinned(&[sha1(&cert.der())]);
     assert!(validate(&cert.der(), &p, t).is_ok());
     assert!(validate(&cert.der(), &p, t + 10).is_ok());
@@ -220,7 +296,12 @@ fn a_certificate_with_only_server_auth_is_rejected_for_client_auth() {
         ..policy(&[PARTNER_CN], Some(pki.anchors()))
     };
     let err = validate(&server.der(), &p, now()).unwrap_err();
-    assert_eq!(err, CertError::NotForClientAuth { ekus: "serverAuth".to_owned() });
+    assert_eq!(
+        err,
+        CertError::NotForClientAuth {
+            ekus: "serverAuth".to_owned()
+        }
+    );
 }
 
 #[test]
@@ -231,7 +312,10 @@ fn a_ca_certificate_is_never_a_client_certificate_even_when_pinned() {
         thumbprints: [sha1(&der)].into_iter().collect(),
         ..policy(&["Test Issuing CA"], Some(pki.anchors()))
     };
-    assert_eq!(validate(&der, &p, now()).unwrap_err(), CertError::CaCertificate);
+    assert_eq!(
+        validate(&der, &p, now()).unwrap_err(),
+        CertError::CaCertificate
+    );
 }
 
 // === common-name tricks ===
@@ -241,10 +325,20 @@ fn a_subject_with_two_common_names_never_matches_by_common_name() {
     let pki = TestPki::new();
     for order in [[PARTNER_CN, "evil.example"], ["evil.example", PARTNER_CN]] {
         let client = CertSpec::leaf("x", now(), 30)
-            .with_subject(order.iter().map(|cn| (Nid::COMMONNAME, (*cn).to_owned())).collect())
+            .with_subject(
+                order
+                    .iter()
+                    .map(|cn| (Nid::COMMONNAME, (*cn).to_owned()))
+                    .collect(),
+            )
             .issued_by(&pki.issuing)
             .unwrap();
-        let err = validate(&client.der(), &policy(&[PARTNER_CN], Some(pki.anchors())), now()).unwrap_err();
+        let err = validate(
+            &client.der(),
+            &policy(&[PARTNER_CN], Some(pki.anchors())),
+            now(),
+        )
+        .unwrap_err();
         assert_eq!(err, CertError::NotAllowlisted, "{order:?}");
     }
 }
@@ -256,7 +350,12 @@ fn a_subject_without_a_common_name_never_matches_by_common_name() {
         .with_subject(vec![(Nid::ORGANIZATIONNAME, PARTNER_CN.to_owned())])
         .issued_by(&pki.issuing)
         .unwrap();
-    let err = validate(&client.der(), &policy(&[PARTNER_CN], Some(pki.anchors())), now()).unwrap_err();
+    let err = validate(
+        &client.der(),
+        &policy(&[PARTNER_CN], Some(pki.anchors())),
+        now(),
+    )
+    .unwrap_err();
     assert_eq!(err, CertError::NotAllowlisted);
 }
 
@@ -274,7 +373,12 @@ fn common_names_with_nul_prefix_suffix_or_padding_do_not_match() {
     ];
     for cn in tricks {
         let client = pki.client(&cn);
-        let err = validate(&client.der(), &policy(&[PARTNER_CN], Some(pki.anchors())), now()).unwrap_err();
+        let err = validate(
+            &client.der(),
+            &policy(&[PARTNER_CN], Some(pki.anchors())),
+            now(),
+        )
+        .unwrap_err();
         assert_eq!(err, CertError::NotAllowlisted, "{cn:?}");
     }
 }
@@ -285,9 +389,18 @@ fn the_seeds_unverified_mode_accepts_a_self_signed_common_name_but_still_checks_
     let mut p = policy(&[PARTNER_CN], None);
     p.allow_unverified_common_names = true;
     let forged = CertSpec::leaf(PARTNER_CN, t, 30).self_signed().unwrap();
-    assert_eq!(validate(&forged.der(), &p, t).unwrap().matched_by, MatchedBy::CommonName);
-    let expired = CertSpec::leaf(PARTNER_CN, t, 1).with_validity(t - 10, t - 5).self_signed().unwrap();
-    assert_eq!(validate(&expired.der(), &p, t).unwrap_err().code(), "expired");
+    assert_eq!(
+        validate(&forged.der(), &p, t).unwrap().matched_by,
+        MatchedBy::CommonName
+    );
+    let expired = CertSpec::leaf(PARTNER_CN, t, 1)
+        .with_validity(t - 10, t - 5)
+        .self_signed()
+        .unwrap();
+    assert_eq!(
+        validate(&expired.der(), &p, t).unwrap_err().code(),
+        "expired"
+    );
 }
 
 // === malformed input ===
@@ -321,7 +434,10 @@ fn two_concatenated_certificates_are_malformed() {
     let mut two = pki.client(PARTNER_CN).der();
     two.extend(pki.client(PARTNER_CN).der());
     let err = validate(&two, &policy(&[PARTNER_CN], Some(pki.anchors())), now()).unwrap_err();
-    assert!(matches!(err, CertError::Malformed(Malformed::TrailingData { .. })));
+    assert!(matches!(
+        err,
+        CertError::Malformed(Malformed::TrailingData { .. })
+    ));
 }
 
 #[test]
@@ -330,7 +446,12 @@ fn the_header_accepts_base64_der_and_a_full_pem_block_alike() {
     let client = pki.client(PARTNER_CN);
     let p = policy(&[PARTNER_CN], Some(pki.anchors()));
     let pem = String::from_utf8(client.cert_pem().unwrap()).unwrap();
-    let folded: String = client.header_value().as_bytes().chunks(64).map(|c| format!("{}\r\n", String::from_utf8_lossy(c))).collect();
+    let folded: String = client
+        .header_value()
+        .as_bytes()
+        .chunks(64)
+        .map(|c| format!("{}\r\n", String::from_utf8_lossy(c)))
+        .collect();
     for value in [client.header_value(), pem, folded] {
         assert!(validate_header(&[value.as_str()], &p, now()).is_ok());
     }
@@ -341,8 +462,14 @@ fn a_missing_or_blank_header_is_missing_and_two_headers_are_malformed() {
     let pki = TestPki::new();
     let p = policy(&[PARTNER_CN], Some(pki.anchors()));
     let v = pki.client(PARTNER_CN).header_value();
-    assert_eq!(validate_header::<&str>(&[], &p, now()).unwrap_err(), CertError::Missing);
-    assert_eq!(validate_header(&["  "], &p, now()).unwrap_err(), CertError::Missing);
+    assert_eq!(
+        validate_header::<&str>(&[], &p, now()).unwrap_err(),
+        CertError::Missing
+    );
+    assert_eq!(
+        validate_header(&["  "], &p, now()).unwrap_err(),
+        CertError::Missing
+    );
     assert_eq!(
         validate_header(&[v.as_str(), v.as_str()], &p, now()).unwrap_err(),
         CertError::Malformed(Malformed::MultipleValues { count: 2 })

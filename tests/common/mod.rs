@@ -35,7 +35,9 @@ impl TestPki {
 
     /// A partner certificate for `cn` from the issuing CA, valid for a year.
     pub fn client(&self, cn: &str) -> Issued {
-        CertSpec::leaf(cn, now(), 365).issued_by(&self.issuing).unwrap()
+        CertSpec::leaf(cn, now(), 365)
+            .issued_by(&self.issuing)
+            .unwrap()
     }
 
     /// Both CAs as a PEM bundle.
@@ -158,7 +160,10 @@ pub fn wait_with_timeout(child: &mut Child, limit: Duration) -> std::process::Ex
 }
 
 /// Runs `handler` with `env` and `args`, expecting it to exit by itself within 20 s.
-pub fn run_to_exit(env: &[(&str, &str)], args: &[&str]) -> (std::process::ExitStatus, String, String) {
+pub fn run_to_exit(
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> (std::process::ExitStatus, String, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_handler"));
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
