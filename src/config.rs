@@ -90,6 +90,67 @@ pub struct InboundConfig {
     pub cache_size: usize,
     /// `CLIENT_CERT_CACHE_SECONDS`
     pub cache_seconds: u64,
+    /// Revocation checking (`CLIENT_CERT_CRL_*`); `None` when off.
+    pub revocation: Option<RevocationConfig>,
+}
+
+/// Revocation settings; present only when `CLIENT_CERT_CRL_PATH` or
+/// `CLIENT_CERT_CRL_FETCH=true` is set (both need `CLIENT_CERT_CA_PATH`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevocationConfig {
+    /// `CLIENT_CERT_CRL_PATH`: CRL files (PEM or DER) or a directory of them.
+    pub crl_path: Option<PathBuf>,
+    /// `CLIENT_CERT_CRL_FETCH`: fetch CRLs from the certificates' HTTP distribution points.
+    pub fetch: bool,
+    /// `CLIENT_CERT_CRL_FETCH_TIMEOUT_SECONDS` (default 5, at least 1).
+    pub fetch_timeout_seconds: u64,
+    /// `CLIENT_CERT_CRL_CHECK_SECONDS` (default 60, at least 1): how often CRL files are
+    /// checked for changes and due downloads are retried.
+    pub check_seconds: u64,
+    /// `CLIENT_CERT_REVOCATION_FAIL_OPEN`: accept when the status is unknown.
+    pub fail_open: bool,
+}
+
+impl RevocationConfig {
+    /// `None` when neither `CLIENT_CERT_CRL_PATH` nor `CLIENT_CERT_CRL_FETCH` turns
+    /// revocation on.
+    pub fn from_env(
+        env: &dyn EnvSource,
+        ca_path: Option<&PathBuf>,
+    ) -> Result<Option<Self>, ConfigError> {
+        const PATH: &str = "CLIENT_CERT_CRL_PATH";
+        const FETCH: &str = "CLIENT_CERT_CRL_FETCH";
+        let crl_path = env.get(PATH).map(PathBuf::from);
+        let fetch = parse_bool(env, FETCH, false)?;
+        let fail_open = parse_bool(env, "CLIENT_CERT_REVOCATION_FAIL_OPEN", false)?;
+        let fetch_timeout_seconds = at_least_one(env, "CLIENT_CERT_CRL_FETCH_TIMEOUT_SECONDS", 5)?;
+        let check_seconds = at_least_one(env, "CLIENT_CERT_CRL_CHECK_SECONDS", 60)?;
+        if crl_path.is_none() && !fetch {
+            return Ok(None);
+        }
+        if ca_path.is_none() {
+            let setting = if crl_path.is_some() { PATH } else { FETCH };
+            return Err(ConfigError::invalid(
+                setting,
+                "revocation checking needs the issuing CAs: set CLIENT_CERT_CA_PATH too",
+            ));
+        }
+        Ok(Some(Self {
+            crl_path,
+            fetch,
+            fetch_timeout_seconds,
+            check_seconds,
+            fail_open,
+        }))
+    }
+}
+
+fn at_least_one(env: &dyn EnvSource, name: &'static str, default: u64) -> Result<u64, ConfigError> {
+    let v = parse_number(env, name, default)?;
+    if v == 0 {
+        return Err(ConfigError::invalid(name, "must be at least 1"));
+    }
+    Ok(v)
 }
 
 /// All settings of the `serve` command.
@@ -148,10 +209,13 @@ impl InboundConfig {
             .transpose()
             .map_err(|e| ConfigError::invalid(TPS, e.to_string()))?
             .unwrap_or_default();
+        let ca_path = env.get("CLIENT_CERT_CA_PATH").map(PathBuf::from);
+        let revocation = RevocationConfig::from_env(env, ca_path.as_ref())?;
         Ok(Self {
             common_names,
             thumbprints,
-            ca_path: env.get("CLIENT_CERT_CA_PATH").map(PathBuf::from),
+            ca_path,
+            revocation,
             allow_unverified_common_names: parse_bool(env, "ALLOW_UNVERIFIED_COMMON_NAMES", false)?,
             cache_size: parse_number(env, "CLIENT_CERT_CACHE_SIZE", 10_000)?,
             cache_seconds: parse_number(env, "CLIENT_CERT_CACHE_SECONDS", 300)?,
@@ -247,6 +311,67 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.setting(), "ALLOWED_CLIENT_CERT_THUMBPRINTS");
         assert!(e.to_string().contains("ALLOWED_CLIENT_CERT_THUMBPRINTS"));
+    }
+
+    #[test]
+    fn revocation_is_off_unless_a_crl_path_or_fetching_is_set() {
+        let c = InboundConfig::from_env(&env(&[("CLIENT_CERT_CA_PATH", "/ca.pem")])).unwrap();
+        assert_eq!(c.revocation, None);
+    }
+
+    #[test]
+    fn crl_settings_parse_with_their_defaults() {
+        let c = InboundConfig::from_env(&env(&[
+            ("CLIENT_CERT_CA_PATH", "/ca.pem"),
+            ("CLIENT_CERT_CRL_PATH", "/crls"),
+        ]))
+        .unwrap();
+        let r = c.revocation.unwrap();
+        assert_eq!(r.crl_path, Some(PathBuf::from("/crls")));
+        assert!(!r.fetch && !r.fail_open);
+        assert_eq!((r.fetch_timeout_seconds, r.check_seconds), (5, 60));
+
+        let c = InboundConfig::from_env(&env(&[
+            ("CLIENT_CERT_CA_PATH", "/ca.pem"),
+            ("CLIENT_CERT_CRL_FETCH", "true"),
+            ("CLIENT_CERT_REVOCATION_FAIL_OPEN", "TRUE"),
+            ("CLIENT_CERT_CRL_FETCH_TIMEOUT_SECONDS", "2"),
+            ("CLIENT_CERT_CRL_CHECK_SECONDS", "1"),
+        ]))
+        .unwrap();
+        let r = c.revocation.unwrap();
+        assert_eq!(r.crl_path, None);
+        assert!(r.fetch && r.fail_open);
+        assert_eq!((r.fetch_timeout_seconds, r.check_seconds), (2, 1));
+    }
+
+    #[test]
+    fn crl_checking_without_a_ca_path_fails_naming_the_setting() {
+        let e = InboundConfig::from_env(&env(&[("CLIENT_CERT_CRL_PATH", "/crls")])).unwrap_err();
+        assert_eq!(e.setting(), "CLIENT_CERT_CRL_PATH");
+        let e = InboundConfig::from_env(&env(&[("CLIENT_CERT_CRL_FETCH", "yes")])).unwrap_err();
+        assert_eq!(e.setting(), "CLIENT_CERT_CRL_FETCH");
+    }
+
+    #[test]
+    fn a_zero_or_bad_crl_interval_fails_naming_the_setting() {
+        for name in [
+            "CLIENT_CERT_CRL_CHECK_SECONDS",
+            "CLIENT_CERT_CRL_FETCH_TIMEOUT_SECONDS",
+        ] {
+            for bad in ["0", "soon"] {
+                let e = InboundConfig::from_env(&env(&[
+                    ("CLIENT_CERT_CA_PATH", "/ca.pem"),
+                    ("CLIENT_CERT_CRL_PATH", "/crls"),
+                    (name, bad),
+                ]))
+                .unwrap_err();
+                assert_eq!(e.setting(), name);
+            }
+        }
+        let e = InboundConfig::from_env(&env(&[("CLIENT_CERT_REVOCATION_FAIL_OPEN", "maybe")]))
+            .unwrap_err();
+        assert_eq!(e.setting(), "CLIENT_CERT_REVOCATION_FAIL_OPEN");
     }
 
     #[test]

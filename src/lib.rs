@@ -14,6 +14,7 @@
 //! - [`app`], [`answer`]: what each function answers, in either protocol.
 //! - [`http_error`]: the single mapping from domain errors to status, code and message.
 //! - [`inbound`], [`cache`]: the per-request gate and its validation cache.
+//! - [`crl_store`]: CRL files and downloads, refreshed in the background.
 //! - [`client_cert`]: the pure certificate rules (no I/O, no clock).
 //! - [`outbound`]: the app's own identity and the partner call.
 //! - [`pki`], [`pki_files`]: generating certificates; reading them from disk.
@@ -27,6 +28,7 @@ pub mod cache;
 pub mod cli;
 pub mod client_cert;
 pub mod config;
+pub mod crl_store;
 pub mod functions_host;
 pub mod http_error;
 pub mod inbound;

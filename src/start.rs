@@ -50,6 +50,10 @@ pub fn serve() -> ExitCode {
             }
         };
         tracing::info!(%addr, "listening");
+        // Keeps the CRLs current; ends with the runtime.
+        if let Some(revocation) = &config.inbound.revocation {
+            crate::crl_store::spawn(state.clone(), revocation);
+        }
         crate::server::run(listener, state, crate::server::shutdown_signal()).await;
         tracing::info!("stopped");
         ExitCode::SUCCESS

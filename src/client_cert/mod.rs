@@ -7,7 +7,13 @@
 //! 3. an EKU extension, when present, allows clientAuth or anyExtendedKeyUsage, and the
 //!    certificate is not a CA;
 //! 4. a pinned thumbprint accepts; otherwise a single, exactly matching subject CN accepts
-//!    only with a chain to a trusted CA (or in the seed's unverified mode).
+//!    only with a chain to a trusted CA (or in the seed's unverified mode);
+//! 5. when revocation checking is on ([`validate_with_revocation`]), every certificate of a
+//!    chain to a trusted CA is looked up on its issuer's CRL (see [`revocation`]). This
+//!    includes pinned certificates and unverified-mode CN matches *when they chain* to a
+//!    configured CA: a pin must not resurrect a certificate its CA revoked. A certificate
+//!    that does not chain (a pinned self-signed certificate) has no CRL to consult and is
+//!    [`RevocationStatus::NotApplicable`].
 //!
 //! Must not: do I/O, read the clock, log, cache, or know about HTTP. Callers pass `now`.
 
@@ -15,10 +21,12 @@ mod error;
 pub mod header;
 mod info;
 mod policy;
+pub mod revocation;
 
 pub use error::{CertError, Malformed};
 pub use info::CertificateInfo;
 pub use policy::{Policy, Thumbprint, ThumbprintError, TrustAnchors, TrustError, VerifiedChain};
+pub use revocation::{Crl, CrlError, CrlSet, Revocation, RevocationStatus};
 
 use openssl::x509::X509;
 use serde::Serialize;
@@ -59,8 +67,21 @@ pub fn describe(der: &[u8]) -> Result<CertificateInfo, CertError> {
     Ok(CertificateInfo::from_parsed(der, &cert))
 }
 
-/// Validates one DER certificate against `policy` at `now` (Unix seconds).
+/// Validates one DER certificate against `policy` at `now` (Unix seconds), without
+/// revocation checking.
 pub fn validate(der: &[u8], policy: &Policy, now: i64) -> Result<Accepted, CertError> {
+    validate_with_revocation(der, policy, None, now).map(|(accepted, _)| accepted)
+}
+
+/// Validates one DER certificate against `policy` at `now` (Unix seconds) and, when
+/// `revocation` is given, checks the chain against its CRLs. An acceptance checked against
+/// CRLs is valid only until the earliest nextUpdate of those CRLs (`valid_until`).
+pub fn validate_with_revocation(
+    der: &[u8],
+    policy: &Policy,
+    revocation: Option<&Revocation<'_>>,
+    now: i64,
+) -> Result<(Accepted, RevocationStatus), CertError> {
     let cert = parse(der)?;
     let validity = cert.validity();
     let (not_before, not_after) = (
@@ -78,12 +99,13 @@ pub fn validate(der: &[u8], policy: &Policy, now: i64) -> Result<Accepted, CertE
     let info = CertificateInfo::from_parsed(der, &cert);
     let (sha1, sha256) = Thumbprint::of_der(der);
     if policy.thumbprints.contains(&sha1) || policy.thumbprints.contains(&sha256) {
-        return Ok(Accepted {
+        let accepted = Accepted {
             info,
             matched_by: MatchedBy::Thumbprint,
             valid_from: not_before,
             valid_until: not_after,
-        });
+        };
+        return revocation_if_chained(der, accepted, policy, revocation, now);
     }
 
     // Several CN attributes are ambiguous (which one did the CA vet?): never a match.
@@ -94,12 +116,13 @@ pub fn validate(der: &[u8], policy: &Policy, now: i64) -> Result<Accepted, CertE
         return Err(CertError::NotAllowlisted);
     }
     if policy.allow_unverified_common_names {
-        return Ok(Accepted {
+        let accepted = Accepted {
             info,
             matched_by: MatchedBy::CommonName,
             valid_from: not_before,
             valid_until: not_after,
-        });
+        };
+        return revocation_if_chained(der, accepted, policy, revocation, now);
     }
     let untrusted = |reason: String| CertError::UntrustedChain {
         common_name: cn.to_owned(),
@@ -114,12 +137,58 @@ pub fn validate(der: &[u8], policy: &Policy, now: i64) -> Result<Accepted, CertE
         })
     })?;
     let chain = trust.verify(&leaf, now).map_err(untrusted)?;
-    Ok(Accepted {
+    let accepted = Accepted {
         info,
         matched_by: MatchedBy::CommonName,
         valid_from: not_before.max(chain.not_before),
         valid_until: not_after.min(chain.not_after),
-    })
+    };
+    match revocation {
+        None => Ok((accepted, RevocationStatus::NotChecked)),
+        Some(r) => apply_revocation(r, &chain, accepted, now),
+    }
+}
+
+/// Revocation for a certificate accepted without a chain (pinned, or the unverified CN
+/// mode): checked when it nevertheless chains to a trusted CA, not applicable otherwise.
+fn revocation_if_chained(
+    der: &[u8],
+    accepted: Accepted,
+    policy: &Policy,
+    revocation: Option<&Revocation<'_>>,
+    now: i64,
+) -> Result<(Accepted, RevocationStatus), CertError> {
+    let Some(r) = revocation else {
+        return Ok((accepted, RevocationStatus::NotChecked));
+    };
+    let chain = policy
+        .trust
+        .as_ref()
+        .and_then(|trust| trust.verify(&X509::from_der(der).ok()?, now).ok());
+    match chain {
+        None => Ok((accepted, RevocationStatus::NotApplicable)),
+        Some(chain) => apply_revocation(r, &chain, accepted, now),
+    }
+}
+
+fn apply_revocation(
+    r: &Revocation<'_>,
+    chain: &VerifiedChain,
+    mut accepted: Accepted,
+    now: i64,
+) -> Result<(Accepted, RevocationStatus), CertError> {
+    match revocation::check_chain(chain, r.crls, now) {
+        Ok(until) => {
+            if let Some(until) = until {
+                accepted.valid_until = accepted.valid_until.min(until);
+            }
+            Ok((accepted, RevocationStatus::Good))
+        }
+        Err(CertError::RevocationUnknown { reason }) if r.fail_open => {
+            Ok((accepted, RevocationStatus::UnknownAccepted { reason }))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 fn parse(der: &[u8]) -> Result<X509Certificate<'_>, CertError> {

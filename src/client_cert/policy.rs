@@ -145,6 +145,7 @@ pub enum TrustError {
 /// What we precompute about each trusted CA, so verification needs no re-parsing.
 #[derive(Debug, Clone)]
 struct Anchor {
+    cert: X509,
     subject: String,
     not_before: i64,
     not_after: i64,
@@ -186,7 +187,7 @@ impl TrustAnchors {
         let mut anchors = HashMap::new();
         for cert in certs {
             let der = cert.to_der()?;
-            let anchor = describe_anchor(&der)?;
+            let anchor = describe_anchor(&der, &cert)?;
             if anchors.insert(openssl::sha::sha256(&der), anchor).is_none() {
                 builder.add_cert(cert)?;
             }
@@ -205,6 +206,11 @@ impl TrustAnchors {
     /// Whether there are no trusted CAs (never true for a built set).
     pub fn is_empty(&self) -> bool {
         self.anchors.is_empty()
+    }
+
+    /// The trusted CA certificates (for verifying the CRLs they sign).
+    pub fn certificates(&self) -> impl Iterator<Item = &X509> {
+        self.anchors.values().map(|a| &a.cert)
     }
 
     /// Subjects of the trusted CAs, for start-up logs and `handler inspect`.
@@ -272,7 +278,7 @@ impl fmt::Debug for TrustAnchors {
     }
 }
 
-fn describe_anchor(der: &[u8]) -> Result<Anchor, TrustError> {
+fn describe_anchor(der: &[u8], x509: &X509) -> Result<Anchor, TrustError> {
     let (_, cert) = x509_parser::parse_x509_certificate(der)
         .map_err(|e| TrustError::Unreadable(e.to_string()))?;
     let subject = cert.subject().to_string();
@@ -289,6 +295,7 @@ fn describe_anchor(der: &[u8]) -> Result<Anchor, TrustError> {
         Err(e) => return Err(TrustError::Unreadable(e.to_string())),
     };
     Ok(Anchor {
+        cert: x509.clone(),
         subject,
         not_before: cert.validity().not_before.timestamp(),
         not_after: cert.validity().not_after.timestamp(),
