@@ -68,10 +68,14 @@ impl ApiError {
     }
 
     pub fn to_answer(&self) -> Answer {
-        Answer::new(
-            self.status(),
-            json!({ "error": self.message(), "code": self.code() }),
-        )
+        let mut body = json!({ "error": self.message(), "code": self.code() });
+        // "The partner answered non-2xx" also says what it answered.
+        if let Self::Outbound(e) = self {
+            if let Some(status) = e.remote_status() {
+                body["statusCode"] = json!(status);
+            }
+        }
+        Answer::new(self.status(), body)
     }
 }
 
@@ -97,16 +101,68 @@ fn cert_message(e: &CertError) -> &'static str {
     }
 }
 
+/// No partner or no identity: 503 (we cannot call yet). The partner failed or answered
+/// non-2xx: 502 (a bad gateway, with a code that says how).
 fn outbound_status(e: &OutboundError) -> StatusCode {
     match e {
-        OutboundError::NotImplemented => StatusCode::SERVICE_UNAVAILABLE,
+        OutboundError::NotConfigured
+        | OutboundError::NoIdentity { .. }
+        | OutboundError::IdentityLoading { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        OutboundError::RemoteStatus { .. }
+        | OutboundError::Unreachable { .. }
+        | OutboundError::Tls { .. }
+        | OutboundError::Timeout { .. }
+        | OutboundError::Request { .. } => StatusCode::BAD_GATEWAY,
+        // `OutboundError` is non_exhaustive for other crates only; keep a safe default.
+        #[allow(unreachable_patterns)]
+        _ => StatusCode::BAD_GATEWAY,
     }
 }
 
 fn outbound_code(e: &OutboundError) -> &'static str {
     match e {
-        OutboundError::NotImplemented => "outbound_unavailable",
+        OutboundError::NotConfigured => "outbound_not_configured",
+        OutboundError::NoIdentity { .. } => "outbound_identity_unavailable",
+        OutboundError::IdentityLoading { .. } => "outbound_identity_loading",
+        OutboundError::RemoteStatus { .. } => "remote_error_status",
+        OutboundError::Unreachable { .. } => "remote_unreachable",
+        OutboundError::Tls { .. } => "remote_tls_failed",
+        OutboundError::Timeout { .. } => "remote_timeout",
+        OutboundError::Request { .. } => "remote_request_failed",
+        #[allow(unreachable_patterns)]
+        _ => "outbound_failed",
     }
+}
+
+/// The local front end's own failures (`handler front-end`), answered as a gateway does.
+pub fn gateway_answer(e: &crate::front_end::GatewayError) -> Answer {
+    use crate::front_end::GatewayError as G;
+    let (status, code, message) = match e {
+        G::RequestTooLarge { .. } => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "request body too large",
+        ),
+        G::BadRequestBody { .. } | G::BadTarget { .. } => {
+            (StatusCode::BAD_REQUEST, "bad_request", "bad request")
+        }
+        G::BackendUnreachable { .. } => (
+            StatusCode::BAD_GATEWAY,
+            "backend_unreachable",
+            "the handler behind the front end is not reachable",
+        ),
+        G::BackendTimeout { .. } => (
+            StatusCode::GATEWAY_TIMEOUT,
+            "backend_timeout",
+            "the handler behind the front end did not answer in time",
+        ),
+        G::ResponseTooLarge { .. } | G::BadResponse { .. } => (
+            StatusCode::BAD_GATEWAY,
+            "bad_backend_response",
+            "the handler behind the front end answered with an unusable response",
+        ),
+    };
+    Answer::new(status, json!({ "error": message, "code": code }))
 }
 
 #[cfg(test)]

@@ -1,28 +1,41 @@
-//! Outbound mTLS: calling the partner API at `REMOTE_API_URL` with the app's own
+//! Outbound mTLS: calling the partner API at `REMOTE_API_URL` with the app's own client
 //! certificate.
 //!
-//! (Stub: issue "Outbound mTLS" fills this in. Until then every call answers 503.)
+//! Owns: the cached identity and its HTTP client, the background loader (first load at
+//! start-up, refresh every `OUTBOUND_CLIENT_CERT_REFRESH_MINUTES` and before `notAfter`,
+//! backoff after failures), the partner call with its deadline and one safe retry, and
+//! what `/api/health` says about the certificate.
+//! Must not: map errors to HTTP (that is `http_error`), block start-up, or log secrets.
+//!
+//! Sub-modules: [`config`] (settings), [`identity`] (sources, in order), [`key_vault`],
+//! [`pkcs12`] (bytes → key material, pure), [`client`] (reqwest clients, error kinds).
+//!
+//! Lifecycle: [`Outbound::start`] spawns the loader on the current Tokio runtime and returns
+//! at once. A call made while the first load runs waits for it (bounded by the call
+//! timeout); a call made after a failed load wakes the loader if the backoff has passed and
+//! waits for that attempt, otherwise it answers at once with what was tried. A failed
+//! refresh keeps the previous identity until its `notAfter`.
 
-use crate::config::{ConfigError, EnvSource};
+pub mod client;
+pub mod config;
+pub mod identity;
+pub mod key_vault;
+pub mod pkcs12;
+
+pub use config::{FileConfig, KeyVaultConfig, NetworkOverrides, OutboundConfig, Secret};
+pub use identity::{ClientIdentity, LoadFailure, SourceKind};
+
+use crate::app::system_clock;
+use client::FailureKind;
+use identity::IdentitySource;
+use openssl::x509::X509;
 use serde::Serialize;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
 
-/// Outbound settings.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct OutboundConfig {
-    /// `REMOTE_API_URL`
-    pub remote_api_url: Option<String>,
-}
-
-impl OutboundConfig {
-    pub fn from_env(env: &dyn EnvSource) -> Result<Self, ConfigError> {
-        Ok(Self {
-            remote_api_url: env.get("REMOTE_API_URL"),
-        })
-    }
-}
-
-/// A successful partner call.
+/// A successful partner call (any 2xx).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OutboundSuccess {
@@ -31,40 +44,443 @@ pub struct OutboundSuccess {
     pub source: &'static str,
 }
 
-/// Why the partner call did not succeed.
+/// Why the partner call did not succeed. `Display` is what clients see: no secrets, no
+/// internal addresses; `detail` fields are for logs only.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum OutboundError {
-    #[error("outbound mTLS is not implemented yet")]
-    NotImplemented,
+    #[error("REMOTE_API_URL is not set: there is no partner API to call")]
+    NotConfigured,
+    /// What was tried and why each source failed.
+    #[error("{message}")]
+    NoIdentity { message: String },
+    #[error("the outbound client certificate is still loading (waited {seconds}s)")]
+    IdentityLoading { seconds: u64 },
+    #[error("the partner API answered HTTP {status}")]
+    RemoteStatus { status: u16 },
+    #[error("the partner API could not be reached")]
+    Unreachable { detail: String },
+    #[error("the TLS handshake with the partner API failed")]
+    Tls { detail: String },
+    #[error("the partner API did not answer within {seconds}s")]
+    Timeout { seconds: u64 },
+    #[error("the call to the partner API failed")]
+    Request { detail: String },
 }
 
-/// What `/api/health` reports about the outbound certificate.
+impl OutboundError {
+    /// The partner's status code, for "the partner answered non-2xx".
+    pub fn remote_status(&self) -> Option<u16> {
+        match self {
+            Self::RemoteStatus { status } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// What `/api/health` reports about the outbound certificate (never secrets).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OutboundStatus {
+    /// `ready`, `loading` or `unavailable`.
     pub state: &'static str,
+    /// `keyVault` or `file` when ready.
+    pub source: Option<&'static str>,
+    pub thumbprint: Option<String>,
+    /// RFC 3339.
+    pub not_after: Option<String>,
+}
+
+/// The identity in use and the client that presents it.
+struct Active {
+    identity: ClientIdentity,
+    client: reqwest::Client,
+}
+
+#[derive(Clone, Default)]
+struct Snapshot {
+    active: Option<Arc<Active>>,
+    loading: bool,
+    failure: Option<Arc<LoadFailure>>,
+    /// After a failure: the earliest time a request may trigger another attempt.
+    retry_at: Option<Instant>,
+}
+
+impl Snapshot {
+    fn usable(&self, now: i64) -> Option<Arc<Active>> {
+        self.active
+            .as_ref()
+            .filter(|a| a.identity.not_after() > now)
+            .cloned()
+    }
+}
+
+struct Inner {
+    config: OutboundConfig,
+    remote_roots: Vec<X509>,
+    state: watch::Sender<Snapshot>,
+    wake: Notify,
 }
 
 /// The outbound client and the identity it presents.
-#[derive(Debug)]
 pub struct Outbound {
-    _config: OutboundConfig,
+    inner: Arc<Inner>,
+    loader: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Outbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbound")
+            .field("status", &self.status())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Outbound {
+    fn drop(&mut self) {
+        if let Some(task) = &self.loader {
+            task.abort();
+        }
+    }
 }
 
 impl Outbound {
-    /// Starts loading the identity in the background. Never blocks and never fails.
+    /// Starts loading the identity in the background on the current Tokio runtime. Never
+    /// blocks and never fails: problems show in `status()` and in call errors.
     pub fn start(config: OutboundConfig) -> Arc<Self> {
-        Arc::new(Self { _config: config })
+        let remote_roots = match &config.remote_ca_path {
+            None => Vec::new(),
+            Some(path) => crate::pki_files::read_certificates(path).unwrap_or_else(|e| {
+                tracing::error!(setting = "REMOTE_API_CA_PATH", error = %e, "cannot read extra CAs");
+                Vec::new()
+            }),
+        };
+        let has_source = config.has_identity_source();
+        let initial = Snapshot {
+            loading: has_source,
+            failure: (!has_source).then(|| Arc::new(LoadFailure { attempts: vec![] })),
+            ..Snapshot::default()
+        };
+        let inner = Arc::new(Inner {
+            config,
+            remote_roots,
+            state: watch::channel(initial).0,
+            wake: Notify::new(),
+        });
+        let loader = if has_source {
+            match tokio::runtime::Handle::try_current() {
+                Ok(handle) => Some(handle.spawn(run_loader(inner.clone()))),
+                Err(_) => {
+                    tracing::error!("outbound certificate: no async runtime; not loading");
+                    inner.state.send_modify(|s| {
+                        s.loading = false;
+                        s.failure = Some(Arc::new(LoadFailure { attempts: vec![] }));
+                    });
+                    None
+                }
+            }
+        } else {
+            tracing::info!("outbound certificate: no source configured");
+            None
+        };
+        Arc::new(Self { inner, loader })
     }
 
+    /// Calls `REMOTE_API_URL` (GET) presenting the current identity. The whole call,
+    /// including waiting for a first load, is bounded by `REMOTE_API_TIMEOUT_SECONDS`.
     pub async fn call(&self) -> Result<OutboundSuccess, OutboundError> {
-        Err(OutboundError::NotImplemented)
+        let url = self
+            .inner
+            .config
+            .remote_api_url
+            .clone()
+            .ok_or(OutboundError::NotConfigured)?;
+        let deadline = Instant::now() + self.inner.config.timeout;
+        let active = self.identity(deadline).await?;
+        self.send(&url, &active, deadline).await
     }
 
+    /// What `/api/health` shows.
     pub fn status(&self) -> OutboundStatus {
-        OutboundStatus {
-            state: "unavailable",
+        let s = self.inner.state.borrow();
+        match s.usable(system_clock()) {
+            Some(a) => OutboundStatus {
+                state: "ready",
+                source: Some(a.identity.source.as_str()),
+                thumbprint: Some(a.identity.thumbprint().to_owned()),
+                not_after: Some(crate::app::rfc3339(a.identity.not_after())),
+            },
+            None => OutboundStatus {
+                state: if s.loading { "loading" } else { "unavailable" },
+                source: None,
+                thumbprint: None,
+                not_after: None,
+            },
         }
+    }
+
+    /// The current identity, waiting for a load in flight (or one this call triggers after
+    /// the backoff) until `deadline`.
+    async fn identity(&self, deadline: Instant) -> Result<Arc<Active>, OutboundError> {
+        let mut rx = self.inner.state.subscribe();
+        loop {
+            {
+                let s = rx.borrow_and_update();
+                if let Some(active) = s.usable(system_clock()) {
+                    return Ok(active);
+                }
+                if !s.loading {
+                    let due = s.retry_at.is_none_or(|t| t <= Instant::now());
+                    if self.loader.is_none() || !due {
+                        return Err(no_identity(&s));
+                    }
+                    self.inner.wake.notify_one();
+                }
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => continue,
+                Ok(Err(_)) => return Err(no_identity(&rx.borrow())),
+                Err(_) => {
+                    let s = rx.borrow();
+                    return Err(if s.loading && s.failure.is_none() {
+                        OutboundError::IdentityLoading {
+                            seconds: self.inner.config.timeout.as_secs(),
+                        }
+                    } else {
+                        no_identity(&s)
+                    });
+                }
+            }
+        }
+    }
+
+    async fn send(
+        &self,
+        url: &str,
+        active: &Active,
+        deadline: Instant,
+    ) -> Result<OutboundSuccess, OutboundError> {
+        let seconds = self.inner.config.timeout.as_secs();
+        let mut retried = false;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(OutboundError::Timeout { seconds });
+            }
+            match active.client.get(url).timeout(remaining).send().await {
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    drain(response, deadline).await;
+                    tracing::info!(
+                        status,
+                        thumbprint = %active.identity.thumbprint(),
+                        source = active.identity.source.as_str(),
+                        "partner call answered"
+                    );
+                    return if (200..300).contains(&status) {
+                        Ok(OutboundSuccess {
+                            status_code: status,
+                            certificate_thumbprint: active.identity.thumbprint().to_owned(),
+                            source: active.identity.source.as_str(),
+                        })
+                    } else {
+                        Err(OutboundError::RemoteStatus { status })
+                    };
+                }
+                Err(e) => {
+                    let kind = client::classify(&e);
+                    let e = e.without_url();
+                    let detail = client::chain_text(&e);
+                    // A refused connection means the GET never reached the partner: safe
+                    // to try once more, if time allows.
+                    if kind == FailureKind::Unreachable
+                        && !retried
+                        && remaining > Duration::from_secs(1)
+                    {
+                        tracing::info!(error = %detail, "partner unreachable; retrying once");
+                        retried = true;
+                        tokio::time::sleep(Duration::from_millis(250)).await;
+                        continue;
+                    }
+                    tracing::warn!(kind = ?kind, error = %detail, "partner call failed");
+                    return Err(match kind {
+                        FailureKind::Timeout => OutboundError::Timeout { seconds },
+                        FailureKind::Tls => OutboundError::Tls { detail },
+                        FailureKind::Unreachable => OutboundError::Unreachable { detail },
+                        FailureKind::Other => OutboundError::Request { detail },
+                    });
+                }
+            }
+        }
+    }
+}
+
+fn no_identity(s: &Snapshot) -> OutboundError {
+    OutboundError::NoIdentity {
+        message: s.failure.as_ref().map_or_else(
+            || "the outbound client certificate is not available".to_owned(),
+            |f| f.to_string(),
+        ),
+    }
+}
+
+/// Reads (and discards) up to 1 MiB of the body so the connection can be reused.
+async fn drain(mut response: reqwest::Response, deadline: Instant) {
+    let mut read = 0usize;
+    while read < 1 << 20 {
+        match tokio::time::timeout_at(deadline, response.chunk()).await {
+            Ok(Ok(Some(chunk))) => read += chunk.len(),
+            _ => break,
+        }
+    }
+}
+
+/// The background loader: loads, publishes, sleeps until the next refresh (or a request's
+/// wake-up after a failure), forever. Aborted when the `Outbound` is dropped.
+async fn run_loader(inner: Arc<Inner>) {
+    let config = &inner.config;
+    let (sources, setup_failures) = IdentitySource::from_config(config);
+    let mut failures_in_row: u32 = 0;
+    loop {
+        inner.state.send_modify(|s| s.loading = true);
+        let now = system_clock();
+        let current = inner.state.borrow().active.clone();
+        let loaded = identity::load_first(&sources, &setup_failures, now).await;
+        let next = match loaded.and_then(|id| activate(&inner, current.as_deref(), id)) {
+            Ok(active) => {
+                failures_in_row = 0;
+                let next = next_refresh(config.refresh, active.identity.not_after(), now);
+                inner.state.send_modify(|s| {
+                    s.active = Some(active);
+                    s.loading = false;
+                    s.failure = None;
+                    s.retry_at = None;
+                });
+                next
+            }
+            Err(failure) => {
+                failures_in_row = failures_in_row.saturating_add(1);
+                let backoff = backoff(config, failures_in_row);
+                let keeps = current.as_ref().filter(|a| a.identity.not_after() > now);
+                match keeps {
+                    Some(old) => tracing::warn!(
+                        error = %failure,
+                        keeping = %old.identity.thumbprint(),
+                        retry_in_s = backoff.as_secs_f64(),
+                        "outbound certificate refresh failed; keeping the current one"
+                    ),
+                    None => tracing::error!(
+                        error = %failure,
+                        retry_in_s = backoff.as_secs_f64(),
+                        "outbound certificate could not be loaded"
+                    ),
+                }
+                let next = keeps.map_or(backoff, |old| {
+                    backoff.min(next_refresh(config.refresh, old.identity.not_after(), now))
+                });
+                let keep = keeps.cloned();
+                inner.state.send_modify(|s| {
+                    s.active = keep;
+                    s.loading = false;
+                    s.failure = Some(Arc::new(failure));
+                    s.retry_at = Some(Instant::now() + backoff);
+                });
+                next
+            }
+        };
+        let wake_at = Instant::now() + next;
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep_until(wake_at) => break,
+                () = inner.wake.notified() => {
+                    let s = inner.state.borrow();
+                    let due = s.retry_at.is_none_or(|t| t <= Instant::now());
+                    if s.usable(system_clock()).is_none() && due {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Builds the client for a freshly loaded identity, reusing the current one when the
+/// certificate did not change (keeps pooled connections).
+fn activate(
+    inner: &Inner,
+    current: Option<&Active>,
+    identity: ClientIdentity,
+) -> Result<Arc<Active>, LoadFailure> {
+    if let Some(cur) = current.filter(|c| c.identity.thumbprint() == identity.thumbprint()) {
+        tracing::debug!(thumbprint = %identity.thumbprint(), "outbound certificate unchanged");
+        return Ok(Arc::new(Active {
+            client: cur.client.clone(),
+            identity,
+        }));
+    }
+    let client = client::partner_client(&inner.config, &identity.material, &inner.remote_roots)
+        .map_err(|e| LoadFailure {
+            attempts: vec![identity::Attempt {
+                source: identity.origin.clone(),
+                error: identity::SourceError::Material(pkcs12::KeyMaterialError::BadCertificate {
+                    reason: e.reason,
+                }),
+            }],
+        })?;
+    tracing::info!(
+        thumbprint = %identity.thumbprint(),
+        previous = current.map(|c| c.identity.thumbprint()),
+        source = identity.source.as_str(),
+        origin = %identity.origin,
+        not_after = %crate::app::rfc3339(identity.not_after()),
+        "outbound certificate loaded"
+    );
+    Ok(Arc::new(Active { identity, client }))
+}
+
+/// The next refresh: the configured interval, but ahead of `notAfter` (by half the time
+/// left, at most 5 minutes), never sooner than a second.
+fn next_refresh(refresh: Duration, not_after: i64, now: i64) -> Duration {
+    let left = Duration::from_secs(u64::try_from(not_after.saturating_sub(now)).unwrap_or(0));
+    let ahead = (left / 2).min(Duration::from_secs(300));
+    refresh
+        .min(left.saturating_sub(ahead))
+        .max(Duration::from_secs(1))
+}
+
+/// `retry_first`, doubling per failure in a row, capped by `retry_max` and the refresh.
+fn backoff(config: &OutboundConfig, failures_in_row: u32) -> Duration {
+    let factor = 1u32 << failures_in_row.saturating_sub(1).min(16);
+    config
+        .retry_first
+        .saturating_mul(factor)
+        .min(config.retry_max)
+        .min(config.refresh)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refresh_happens_ahead_of_expiry_when_that_comes_first() {
+        let hour = Duration::from_secs(3600);
+        assert_eq!(next_refresh(hour, 10_000 + 7200, 10_000), hour);
+        assert_eq!(
+            next_refresh(hour, 10_000 + 1200, 10_000),
+            Duration::from_secs(900)
+        );
+        assert_eq!(next_refresh(hour, 10_000, 10_000), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let c = OutboundConfig {
+            retry_first: Duration::from_secs(2),
+            retry_max: Duration::from_secs(10),
+            ..OutboundConfig::default()
+        };
+        let got: Vec<u64> = (1..=5).map(|n| backoff(&c, n).as_secs()).collect();
+        assert_eq!(got, vec![2, 4, 8, 10, 10]);
     }
 }

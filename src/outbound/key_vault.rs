@@ -1,0 +1,221 @@
+//! Reading the outbound certificate from Key Vault: the certificate's backing secret, read
+//! with the official SDK and the App Service managed identity.
+//!
+//! Owns: the SDK objects (credential and `SecretClient`, built once and reused so the token
+//! cache works), the bounded retry policy, the content types, and turning SDK errors into
+//! [`KeyVaultError`]s that carry a status but never a token or secret value.
+//! Must not: parse certificates (see `pkcs12`) or decide fallbacks (see `identity`).
+//!
+//! The SDK reads `IDENTITY_ENDPOINT` and `IDENTITY_HEADER` from the process environment
+//! itself when the credential is built; `AZURE_CLIENT_ID` comes from the typed settings.
+
+use super::client::{azure_client, ClientBuildError};
+use super::config::{KeyVaultConfig, NetworkOverrides};
+use azure_core::error::ErrorKind;
+use azure_core::http::{ClientOptions, FixedRetryOptions, RetryOptions, Transport};
+use azure_identity::{ManagedIdentityCredential, ManagedIdentityCredentialOptions, UserAssignedId};
+use azure_security_keyvault_secrets::models::SecretClientGetSecretOptions;
+use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
+use base64::Engine as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why Key Vault did not give us the certificate.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyVaultError {
+    #[error("not authorized (HTTP 401)")]
+    Unauthorized,
+    #[error("access denied (HTTP 403): the identity needs the Key Vault Secrets User role")]
+    Forbidden,
+    #[error("certificate not found (HTTP 404)")]
+    NotFound,
+    #[error("Key Vault answered HTTP {status}")]
+    Status { status: u16 },
+    #[error("managed identity token request failed ({reason})")]
+    ManagedIdentity { reason: String },
+    #[error("cannot reach Key Vault ({reason})")]
+    Unreachable { reason: String },
+    #[error("timed out after {seconds}s")]
+    Timeout { seconds: u64 },
+    #[error("the secret has no value (is the certificate's key exportable?)")]
+    EmptySecret,
+    #[error("unsupported content type {content_type:?}")]
+    UnsupportedContentType { content_type: String },
+    #[error("the secret value is not base64 PKCS#12")]
+    BadBase64,
+    #[error("{reason}")]
+    Other { reason: String },
+}
+
+/// What the vault returned: the certificate bytes in one of the two formats.
+#[derive(Clone)]
+pub enum SecretContent {
+    /// `application/x-pkcs12` (or no content type): DER PKCS#12, empty password.
+    Pkcs12(Vec<u8>),
+    /// `application/x-pem-file`: PEM with the key.
+    Pem(Vec<u8>),
+}
+
+impl std::fmt::Debug for SecretContent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Pkcs12(b) => write!(f, "Pkcs12({} bytes)", b.len()),
+            Self::Pem(b) => write!(f, "Pem({} bytes)", b.len()),
+        }
+    }
+}
+
+/// A fetched secret: content plus the secret id (which names the version).
+#[derive(Debug, Clone)]
+pub struct FetchedSecret {
+    pub content: SecretContent,
+    /// The secret id URL, `https://<vault>/secrets/<name>/<version>` (no secret in it).
+    pub id: Option<String>,
+}
+
+/// A reusable reader for one certificate.
+pub struct KeyVaultReader {
+    config: KeyVaultConfig,
+    timeout: Duration,
+    client: SecretClient,
+}
+
+impl std::fmt::Debug for KeyVaultReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyVaultReader")
+            .field("vault_url", &self.config.vault_url)
+            .field("certificate_name", &self.config.certificate_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyVaultReader {
+    /// Builds the credential and client. `timeout` bounds each fetch.
+    pub fn new(
+        config: &KeyVaultConfig,
+        timeout: Duration,
+        overrides: &NetworkOverrides,
+    ) -> Result<Self, KeyVaultError> {
+        let other = |reason: String| KeyVaultError::Other { reason };
+        let transport = azure_client(timeout, overrides)
+            .map_err(|ClientBuildError { reason }| other(reason))?;
+        let client_options = ClientOptions {
+            transport: Some(Transport::new(Arc::new(transport))),
+            // GETs are safe to retry, but a few quick tries only: the SDK's default
+            // (exponential, minutes) would hide a failure far beyond any caller's patience.
+            retry: RetryOptions::fixed(FixedRetryOptions {
+                delay: azure_core::time::Duration::milliseconds(300),
+                max_retries: 2,
+                max_total_elapsed: azure_core::time::Duration::seconds(5),
+            }),
+            ..Default::default()
+        };
+        let credential = ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
+            user_assigned_id: config.client_id.clone().map(UserAssignedId::ClientId),
+            client_options: client_options.clone(),
+        }))
+        .map_err(|e| KeyVaultError::ManagedIdentity {
+            reason: short(&e.to_string()),
+        })?;
+        let client = SecretClient::new(
+            &config.vault_url,
+            credential,
+            Some(SecretClientOptions {
+                client_options,
+                // Keep the challenge-resource check on: the vault's 401 challenge must name
+                // a resource whose host the vault's host ends with.
+                verify_challenge_resource: Some(true),
+                ..Default::default()
+            }),
+        )
+        .map_err(|e| other(short(&e.to_string())))?;
+        Ok(Self {
+            config: config.clone(),
+            timeout,
+            client,
+        })
+    }
+
+    /// Fetches the certificate's backing secret, bounded by the timeout.
+    pub async fn fetch(&self) -> Result<FetchedSecret, KeyVaultError> {
+        let options = SecretClientGetSecretOptions {
+            secret_version: self.config.version.clone(),
+            ..Default::default()
+        };
+        let call = async {
+            self.client
+                .get_secret(&self.config.certificate_name, Some(options))
+                .await?
+                .into_model()
+        };
+        let secret = match tokio::time::timeout(self.timeout, call).await {
+            Err(_) => {
+                return Err(KeyVaultError::Timeout {
+                    seconds: self.timeout.as_secs(),
+                })
+            }
+            Ok(Err(e)) => return Err(map_error(&e)),
+            Ok(Ok(s)) => s,
+        };
+        let value = secret
+            .value
+            .filter(|v| !v.is_empty())
+            .ok_or(KeyVaultError::EmptySecret)?;
+        let content = match secret.content_type.as_deref().map(str::trim) {
+            None | Some("") | Some("application/x-pkcs12") => {
+                let der = base64::engine::general_purpose::STANDARD
+                    .decode(value.trim())
+                    .map_err(|_| KeyVaultError::BadBase64)?;
+                SecretContent::Pkcs12(der)
+            }
+            Some("application/x-pem-file") => SecretContent::Pem(value.into_bytes()),
+            Some(other) => {
+                return Err(KeyVaultError::UnsupportedContentType {
+                    content_type: other.chars().take(100).collect(),
+                })
+            }
+        };
+        Ok(FetchedSecret {
+            content,
+            id: secret.id,
+        })
+    }
+}
+
+/// SDK error → [`KeyVaultError`], keeping statuses, dropping bodies.
+fn map_error(e: &azure_core::Error) -> KeyVaultError {
+    match e.kind() {
+        ErrorKind::HttpResponse { status, .. } => match u16::from(*status) {
+            401 => KeyVaultError::Unauthorized,
+            403 => KeyVaultError::Forbidden,
+            404 => KeyVaultError::NotFound,
+            s => KeyVaultError::Status { status: s },
+        },
+        ErrorKind::Credential => KeyVaultError::ManagedIdentity {
+            reason: short(&e.to_string()),
+        },
+        ErrorKind::Connection | ErrorKind::Io => KeyVaultError::Unreachable {
+            reason: short(&error_chain(e)),
+        },
+        _ => KeyVaultError::Other {
+            reason: short(&error_chain(e)),
+        },
+    }
+}
+
+fn error_chain(e: &azure_core::Error) -> String {
+    super::client::chain_text(e)
+}
+
+/// One line, bounded: SDK messages can be long and multi-line.
+fn short(s: &str) -> String {
+    let line: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if line.chars().count() > 300 {
+        line.chars().take(300).collect::<String>() + "…"
+    } else {
+        line
+    }
+}
