@@ -145,7 +145,7 @@ pub fn validate_with_revocation(
     };
     match revocation {
         None => Ok((accepted, RevocationStatus::NotChecked)),
-        Some(r) => apply_revocation(r, &chain, accepted, now),
+        Some(r) => apply_revocation(r, &chain, trust, accepted, now),
     }
 }
 
@@ -161,23 +161,26 @@ fn revocation_if_chained(
     let Some(r) = revocation else {
         return Ok((accepted, RevocationStatus::NotChecked));
     };
-    let chain = policy
-        .trust
-        .as_ref()
-        .and_then(|trust| trust.verify(&X509::from_der(der).ok()?, now).ok());
+    let Some(trust) = &policy.trust else {
+        return Ok((accepted, RevocationStatus::NotApplicable));
+    };
+    let chain = X509::from_der(der)
+        .ok()
+        .and_then(|leaf| trust.verify(&leaf, now).ok());
     match chain {
         None => Ok((accepted, RevocationStatus::NotApplicable)),
-        Some(chain) => apply_revocation(r, &chain, accepted, now),
+        Some(chain) => apply_revocation(r, &chain, trust, accepted, now),
     }
 }
 
 fn apply_revocation(
     r: &Revocation<'_>,
     chain: &VerifiedChain,
+    trust: &TrustAnchors,
     mut accepted: Accepted,
     now: i64,
 ) -> Result<(Accepted, RevocationStatus), CertError> {
-    match revocation::check_chain(chain, r.crls, now) {
+    match revocation::check_chain(chain, r.crls, trust, now) {
         Ok(until) => {
             if let Some(until) = until {
                 accepted.valid_until = accepted.valid_until.min(until);

@@ -283,14 +283,21 @@ pub enum RevocationStatus {
 /// Checks every certificate of `chain` (leaf first) except its top against the CRLs of
 /// its issuer at `now`. Returns the earliest nextUpdate of the CRLs used: the decision
 /// must not be reused after it.
+///
+/// OpenSSL stops a chain at the first trusted CA (every configured CA is an anchor), so
+/// the chain is first extended upwards through `anchors` (issuer name and signature
+/// checked) to the self-signed root when it is configured: a root's CRL can revoke an
+/// intermediate that is itself configured as trusted.
 pub fn check_chain(
     chain: &VerifiedChain,
     crls: &CrlSet,
+    anchors: &TrustAnchors,
     now: i64,
 ) -> Result<Option<i64>, CertError> {
     let mut until: Option<i64> = None;
-    for (index, pair) in chain.certs.windows(2).enumerate() {
-        let (cert, issuer) = (&pair[0], &pair[1]);
+    let path = extend_to_root(&chain.certs, anchors);
+    for (index, pair) in path.windows(2).enumerate() {
+        let (cert, issuer) = (pair[0], pair[1]);
         let issuer_name = || name_of(issuer);
         let unknown = |reason: String| CertError::RevocationUnknown { reason };
         let key = cert_key(issuer).ok_or_else(|| unknown("cannot digest the issuer".into()))?;
@@ -332,6 +339,38 @@ pub fn check_chain(
         }
     }
     Ok(until)
+}
+
+/// `certs` followed by the configured CAs above its top, as far as they go.
+fn extend_to_root<'a>(certs: &'a [X509], anchors: &'a TrustAnchors) -> Vec<&'a X509> {
+    let mut path: Vec<&X509> = certs.iter().collect();
+    while let Some(top) = path.last().copied() {
+        let self_issued = top
+            .issuer_name()
+            .try_cmp(top.subject_name())
+            .is_ok_and(|o| o.is_eq());
+        if self_issued || path.len() > 16 {
+            break;
+        }
+        let parent = anchors.certificates().find(|ca| {
+            !path
+                .iter()
+                .any(|c| c.as_ref() == ca.as_ref() as &openssl::x509::X509Ref)
+                && top
+                    .issuer_name()
+                    .try_cmp(ca.subject_name())
+                    .is_ok_and(|o| o.is_eq())
+                && ca
+                    .public_key()
+                    .and_then(|key| top.verify(&key))
+                    .unwrap_or(false)
+        });
+        match parent {
+            Some(ca) => path.push(ca),
+            None => break,
+        }
+    }
+    path
 }
 
 /// The HTTP(S) CRL distribution point URIs of a DER certificate (empty when it has none
@@ -422,6 +461,11 @@ mod tests {
             not_after: 0,
         };
         // A chain of one certificate (a trust anchor alone) has nothing to check.
-        assert_eq!(check_chain(&chain, &CrlSet::default(), 0), Ok(None));
+        let ca = crate::pki::CertSpec::ca("CA", 0, 1).self_signed().unwrap();
+        let anchors = TrustAnchors::new(vec![ca.cert]).unwrap();
+        assert_eq!(
+            check_chain(&chain, &CrlSet::default(), &anchors, 0),
+            Ok(None)
+        );
     }
 }

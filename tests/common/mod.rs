@@ -191,3 +191,45 @@ pub fn write(dir: &Path, name: &str, bytes: &[u8]) -> String {
     std::fs::write(&p, bytes).unwrap();
     p.to_string_lossy().into_owned()
 }
+
+/// A CRL signed by `issuer` listing the serials of `revoked`, issued at `this_update` and
+/// due for renewal at `next_update` (Unix seconds).
+pub fn crl(
+    issuer: &Issued,
+    revoked: &[&openssl::x509::X509],
+    this_update: i64,
+    next_update: i64,
+) -> openssl::x509::X509Crl {
+    use openssl::asn1::{Asn1Object, Asn1OctetString, Asn1Time};
+    use openssl::x509::{X509CrlBuilder, X509Extension, X509RevokedBuilder};
+    let mut b = X509CrlBuilder::new().unwrap();
+    b.set_issuer_name(issuer.cert.subject_name()).unwrap();
+    b.set_last_update(&Asn1Time::from_unix(this_update).unwrap())
+        .unwrap();
+    b.set_next_update(&Asn1Time::from_unix(next_update).unwrap())
+        .unwrap();
+    for cert in revoked {
+        let mut r = X509RevokedBuilder::new().unwrap();
+        r.set_serial_number(cert.serial_number()).unwrap();
+        r.set_revocation_date(&Asn1Time::from_unix(this_update).unwrap())
+            .unwrap();
+        b.add_revoked(r.build()).unwrap();
+    }
+    // authorityKeyIdentifier: SEQUENCE { [0] keyIdentifier }.
+    let key_id = issuer.cert.subject_key_id().unwrap().as_slice().to_vec();
+    let mut aki = vec![0x30, (key_id.len() + 2) as u8, 0x80, key_id.len() as u8];
+    aki.extend(&key_id);
+    let aki_oid = Asn1Object::from_str("2.5.29.35").unwrap();
+    let aki = Asn1OctetString::new_from_bytes(&aki).unwrap();
+    b.append_extension(X509Extension::new_from_der(&aki_oid, false, &aki).unwrap())
+        .unwrap();
+    // cRLNumber: INTEGER 1.
+    let number_oid = Asn1Object::from_str("2.5.29.20").unwrap();
+    let number = Asn1OctetString::new_from_bytes(&[0x02, 0x01, 0x01]).unwrap();
+    b.append_extension(X509Extension::new_from_der(&number_oid, false, &number).unwrap())
+        .unwrap();
+    b.sort().unwrap();
+    b.sign(&issuer.key, openssl::hash::MessageDigest::sha256())
+        .unwrap();
+    b.build().unwrap()
+}
