@@ -4,6 +4,8 @@
 //! Must not: do the work itself.
 
 use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Azure Functions custom handler for client-certificate (mTLS) APIs.
@@ -18,6 +20,40 @@ pub struct Cli {
 pub enum Command {
     /// Serve the Functions host (the default).
     Serve,
+    /// Write a local demo PKI (CA, partner client, server, outbound identity).
+    DevCerts {
+        /// Directory to write into (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// Regenerate every file even if a complete set exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Local stand-in for the App Service TLS front end: asks for a client certificate and
+    /// forwards it to the backend in X-ARR-ClientCert.
+    FrontEnd {
+        /// Address to listen on, e.g. 127.0.0.1:8443.
+        #[arg(long)]
+        listen: SocketAddr,
+        /// The handler (or `func start`), e.g. http://127.0.0.1:7071.
+        #[arg(long)]
+        backend: String,
+        /// PEM server certificate (and chain).
+        #[arg(long)]
+        tls_cert: PathBuf,
+        /// PEM private key of the server certificate.
+        #[arg(long)]
+        tls_key: PathBuf,
+        /// `required` fails the handshake without a certificate; `optional` forwards without.
+        #[arg(long, value_enum, default_value_t = crate::front_end::Mode::Required)]
+        mode: crate::front_end::Mode,
+    },
+    /// Explain what the configured inbound policy decides for one certificate (PEM, DER or
+    /// the header's base64). Exit 0 accepted, 1 rejected, 2 unreadable input or settings.
+    Inspect {
+        /// Certificate file; `-` or nothing reads standard input.
+        file: Option<PathBuf>,
+    },
 }
 
 /// Parses the arguments and runs the chosen command.
@@ -25,5 +61,20 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         None | Some(Command::Serve) => crate::start::serve(),
+        Some(Command::DevCerts { out, force }) => crate::dev_certs::run(&out, force),
+        Some(Command::FrontEnd {
+            listen,
+            backend,
+            tls_cert,
+            tls_key,
+            mode,
+        }) => crate::front_end::run(&crate::front_end::Options {
+            listen,
+            backend,
+            tls_cert,
+            tls_key,
+            mode,
+        }),
+        Some(Command::Inspect { file }) => crate::inspect::run(file.as_deref()),
     }
 }

@@ -19,6 +19,8 @@
 //! - [`outbound`]: the app's own identity and the partner call.
 //! - [`pki`], [`pki_files`]: generating certificates; reading them from disk.
 //! - [`telemetry`]: structured logs to stdout.
+//! - [`dev_certs`], [`front_end`], [`inspect`]: local tooling: the demo PKI, an App
+//!   Service-like TLS front end, and explaining one certificate's decision.
 
 #![forbid(unsafe_code)]
 
@@ -29,9 +31,12 @@ pub mod cli;
 pub mod client_cert;
 pub mod config;
 pub mod crl_store;
+pub mod dev_certs;
+pub mod front_end;
 pub mod functions_host;
 pub mod http_error;
 pub mod inbound;
+pub mod inspect;
 pub mod outbound;
 pub mod pki;
 pub mod pki_files;
