@@ -341,7 +341,7 @@ impl Partner {
                 c.subject_name()
                     .entries_by_nid(openssl::nid::Nid::COMMONNAME)
                     .next()
-                    .map(|e| e.data().to_string())
+                    .map(|e| String::from_utf8_lossy(e.data().as_slice()).into_owned())
             });
             Reply::json(
                 b.status,
