@@ -106,8 +106,8 @@ impl DemoPki {
         })
     }
 
-    /// The file name → content pairs of [`FILES`], and whether each is private.
-    fn files(&self) -> Result<Vec<(&'static str, Vec<u8>, bool)>, ErrorStack> {
+    /// The contents of every file in [`FILES`], and whether each is private.
+    fn files(&self) -> Result<Vec<DemoFile>, ErrorStack> {
         let issuing = &self.issuing.cert;
         let chain = |leaf: &Issued| -> Result<Vec<u8>, ErrorStack> {
             let mut pem = leaf.cert_pem()?;
@@ -117,19 +117,37 @@ impl DemoPki {
         let mut ca = self.issuing.cert_pem()?;
         ca.extend(self.root.cert_pem()?);
         Ok(vec![
-            ("ca.pem", ca, false),
-            ("client.pem", self.client.cert_pem()?, false),
-            ("client.key", self.client.key_pem()?, true),
-            ("client.p12", self.client.pkcs12("", &[issuing])?, true),
-            ("server.pem", chain(&self.server)?, false),
-            ("server.key", self.server.key_pem()?, true),
-            ("outbound.p12", self.outbound.pkcs12("", &[issuing])?, true),
-            ("outbound.pem", self.outbound.cert_pem()?, false),
-            ("expired.pem", self.expired.cert_pem()?, false),
-            ("expired.key", self.expired.key_pem()?, true),
-            ("untrusted.pem", self.untrusted.cert_pem()?, false),
-            ("untrusted.key", self.untrusted.key_pem()?, true),
+            DemoFile::new("ca.pem", ca, false),
+            DemoFile::new("client.pem", self.client.cert_pem()?, false),
+            DemoFile::new("client.key", self.client.key_pem()?, true),
+            DemoFile::new("client.p12", self.client.pkcs12("", &[issuing])?, true),
+            DemoFile::new("server.pem", chain(&self.server)?, false),
+            DemoFile::new("server.key", self.server.key_pem()?, true),
+            DemoFile::new("outbound.p12", self.outbound.pkcs12("", &[issuing])?, true),
+            DemoFile::new("outbound.pem", self.outbound.cert_pem()?, false),
+            DemoFile::new("expired.pem", self.expired.cert_pem()?, false),
+            DemoFile::new("expired.key", self.expired.key_pem()?, true),
+            DemoFile::new("untrusted.pem", self.untrusted.cert_pem()?, false),
+            DemoFile::new("untrusted.key", self.untrusted.key_pem()?, true),
         ])
+    }
+}
+
+/// One file of the set.
+struct DemoFile {
+    name: &'static str,
+    bytes: Vec<u8>,
+    /// Holds a private key: readable by the owner only.
+    private: bool,
+}
+
+impl DemoFile {
+    fn new(name: &'static str, bytes: Vec<u8>, private: bool) -> Self {
+        Self {
+            name,
+            bytes,
+            private,
+        }
     }
 }
 
@@ -157,8 +175,8 @@ pub fn write(dir: &Path, force: bool, now: i64) -> Result<Outcome, DevCertsError
     }
     std::fs::create_dir_all(dir).map_err(io)?;
     let pki = DemoPki::generate(now)?;
-    for (name, bytes, private) in pki.files()? {
-        write_file(&dir.join(name), &bytes, private).map_err(io)?;
+    for f in pki.files()? {
+        write_file(&dir.join(f.name), &f.bytes, f.private).map_err(io)?;
     }
     Ok(Outcome::Created)
 }
@@ -268,7 +286,7 @@ mod tests {
     #[test]
     fn every_listed_file_is_produced() {
         let pki = DemoPki::generate(1_800_000_000).unwrap();
-        let names: Vec<&str> = pki.files().unwrap().iter().map(|f| f.0).collect();
+        let names: Vec<&str> = pki.files().unwrap().iter().map(|f| f.name).collect();
         assert_eq!(names, FILES);
     }
 }

@@ -23,11 +23,15 @@ fn args(v: &[String]) -> Vec<&str> {
 fn accepted_partner_gets_cert_info_with_its_own_thumbprint() {
     let pki = Pki::new();
     let (_h, _f, port) = stack(&pki, "required");
-    let r = curl(&pki, port, "/api/cert-info", &args(&cert_args(&pki, "client")));
+    let r = curl(
+        &pki,
+        port,
+        "/api/cert-info",
+        &args(&cert_args(&pki, "client")),
+    );
     assert_eq!((r.exit, r.status), (0, 200), "{r:?}");
     let body = r.json();
-    let (sha1, sha256) =
-        mtls_handler::client_cert::Thumbprint::of_der(&pki.client.der());
+    let (sha1, sha256) = mtls_handler::client_cert::Thumbprint::of_der(&pki.client.der());
     assert_eq!(body["thumbprint"], sha1.to_string());
     assert_eq!(body["thumbprintSha256"], sha256.to_string());
     assert_eq!(body["commonName"], CLIENT_CN);
@@ -87,7 +91,12 @@ fn a_client_supplied_header_is_replaced_by_the_certificate_presented_in_the_hand
 fn a_self_signed_certificate_with_the_allowlisted_name_is_rejected_as_untrusted_chain() {
     let pki = Pki::new();
     let (_h, _f, port) = stack(&pki, "required");
-    let r = curl(&pki, port, "/api/cert-info", &args(&cert_args(&pki, "untrusted")));
+    let r = curl(
+        &pki,
+        port,
+        "/api/cert-info",
+        &args(&cert_args(&pki, "untrusted")),
+    );
     assert_eq!((r.exit, r.status), (0, 403), "{r:?}");
     assert_eq!(r.json()["code"], "untrusted_chain");
 }
@@ -96,7 +105,12 @@ fn a_self_signed_certificate_with_the_allowlisted_name_is_rejected_as_untrusted_
 fn an_expired_certificate_passes_the_front_end_and_is_rejected_as_expired() {
     let pki = Pki::new();
     let (_h, _f, port) = stack(&pki, "required");
-    let r = curl(&pki, port, "/api/cert-info", &args(&cert_args(&pki, "expired")));
+    let r = curl(
+        &pki,
+        port,
+        "/api/cert-info",
+        &args(&cert_args(&pki, "expired")),
+    );
     assert_eq!((r.exit, r.status), (0, 403), "{r:?}");
     assert_eq!(r.json()["code"], "expired");
 }

@@ -59,7 +59,10 @@ fn wait_listening(guard: &mut ChildGuard, port: u16) -> bool {
         }
         std::thread::sleep(Duration::from_millis(25));
     }
-    panic!("{} did not listen on {port} within {START_TIMEOUT:?}", guard.name);
+    panic!(
+        "{} did not listen on {port} within {START_TIMEOUT:?}",
+        guard.name
+    );
 }
 
 /// Spawns `make(port)` on a free port, retrying with another port if the child exits
@@ -93,8 +96,23 @@ pub fn start_handler(env: &[(&str, &str)]) -> (ChildGuard, u16) {
     })
 }
 
-/// `handler front-end` in front of `backend_port`.
+/// `handler front-end` with the PKI's server certificate in front of `backend_port`.
 pub fn start_front_end(pki: &Pki, backend_port: u16, mode: &str) -> (ChildGuard, u16) {
+    start_front_end_with(
+        &pki.path("server.pem"),
+        &pki.path("server.key"),
+        backend_port,
+        mode,
+    )
+}
+
+/// `handler front-end` with the given server certificate and key.
+pub fn start_front_end_with(
+    cert: &Path,
+    key: &Path,
+    backend_port: u16,
+    mode: &str,
+) -> (ChildGuard, u16) {
     spawn_listening("front-end", |port| {
         let mut c = Command::new(HANDLER);
         c.env_clear()
@@ -102,9 +120,9 @@ pub fn start_front_end(pki: &Pki, backend_port: u16, mode: &str) -> (ChildGuard,
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--backend", &format!("http://127.0.0.1:{backend_port}")])
             .arg("--tls-cert")
-            .arg(pki.path("server.pem"))
+            .arg(cert)
             .arg("--tls-key")
-            .arg(pki.path("server.key"))
+            .arg(key)
             .args(["--mode", mode]);
         c
     })
@@ -127,7 +145,9 @@ impl Pki {
         let issuing = CertSpec::ca("e2e Issuing CA", now, 30)
             .issued_by(&root)
             .unwrap();
-        let client = CertSpec::leaf(CLIENT_CN, now, 30).issued_by(&issuing).unwrap();
+        let client = CertSpec::leaf(CLIENT_CN, now, 30)
+            .issued_by(&issuing)
+            .unwrap();
         let server = CertSpec::leaf("localhost", now, 30)
             .with_ekus(Some(vec![Eku::ServerAuth]))
             .with_dns_names(&["localhost"])
