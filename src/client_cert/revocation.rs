@@ -238,7 +238,7 @@ impl CrlSet {
         }
         for list in by_issuer.values_mut() {
             // Newest first, so the check takes the first current one.
-            list.sort_by(|a, b| b.this_update.cmp(&a.this_update));
+            list.sort_by_key(|c| std::cmp::Reverse(c.this_update));
         }
         Self { by_issuer, len }
     }
