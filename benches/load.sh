@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Load benchmark (not a test): throughput of cached /api/cert-info against a bare warp route
+# that returns fixed JSON, cold start to the first answer on GET /, and idle RSS.
+#
+#   benches/load.sh [--duration SECONDS] [--rounds N] [--connections N]
+#
+# Needs wrk, openssl, curl, python3. Everything listens on 127.0.0.1 and stops by itself.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+duration=10 rounds=3 connections=32
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --duration) duration=$2; shift 2 ;;
+        --rounds) rounds=$2; shift 2 ;;
+        --connections) connections=$2; shift 2 ;;
+        *) echo "unknown argument $1" >&2; exit 2 ;;
+    esac
+done
+
+cargo build --release --quiet --bin handler --example bare_warp
+handler=target/release/handler
+bare=target/release/examples/bare_warp
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+# A CA and a partner certificate made with the openssl CLI (independent of the code under test).
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$work/ca.key" \
+    -out "$work/ca.pem" -subj "/CN=Load CA" -days 2 \
+    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$work/client.key" \
+    -out "$work/client.csr" -subj "/CN=api-client.contoso.com" 2>/dev/null
+printf 'extendedKeyUsage=clientAuth\nbasicConstraints=critical,CA:FALSE\n' > "$work/ext.cnf"
+openssl x509 -req -in "$work/client.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key" -CAcreateserial \
+    -out "$work/client.pem" -days 1 -extfile "$work/ext.cnf" 2>/dev/null
+header=$(openssl x509 -in "$work/client.pem" -outform DER | base64 -w0)
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() {
+    for _ in $(seq 1 500); do curl -fs "http://127.0.0.1:$1/" -o /dev/null -m 1 2>/dev/null && return 0
+        curl -s "http://127.0.0.1:$1/api/fixed" -o /dev/null -m 1 2>/dev/null && return 0; sleep 0.02; done
+    echo "nothing listens on $1" >&2; exit 1
+}
+rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+
+hport=$(free_port); bport=$(free_port)
+FUNCTIONS_CUSTOMHANDLER_PORT=$hport CLIENT_CERT_CA_PATH="$work/ca.pem" RUST_LOG=warn "$handler" >"$work/handler.log" 2>&1 &
+hpid=$!; pids+=("$hpid")
+"$bare" "$bport" >/dev/null 2>&1 &
+pids+=("$!")
+wait_port "$hport"; wait_port "$bport"
+sleep 1
+idle_rss=$(rss_kib "$hpid")
+
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "X-ARR-ClientCert: $header" "http://127.0.0.1:$hport/api/cert-info")
+[ "$code" = 200 ] || { echo "cert-info answered $code; see $work/handler.log" >&2; cat "$work/handler.log" >&2; exit 1; }
+
+rps() { wrk -t2 -c"$connections" -d"${duration}s" "$@" | awk '/Requests\/sec/ {print $2}'; }
+echo "round  bare_warp_rps  cert_info_rps  ratio"
+ratios=()
+for r in $(seq 1 "$rounds"); do
+    b=$(rps "http://127.0.0.1:$bport/api/fixed")
+    h=$(rps -H "X-ARR-ClientCert: $header" "http://127.0.0.1:$hport/api/cert-info")
+    ratio=$(python3 -c "print(f'{$h/$b:.3f}')")
+    ratios+=("$ratio")
+    printf '%5s  %13s  %13s  %5s\n' "$r" "$b" "$h" "$ratio"
+done
+loaded_rss=$(rss_kib "$hpid")
+median=$(printf '%s\n' "${ratios[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+echo "median cert-info/bare ratio: $median"
+echo "handler RSS: idle ${idle_rss} KiB, after load ${loaded_rss} KiB"
+
+# Cold start: from exec to the first HTTP answer on GET /, 20 times.
+python3 - "$handler" "$work/ca.pem" <<'PY'
+import os, socket, statistics, subprocess, sys, time
+handler, ca = sys.argv[1], sys.argv[2]
+samples = []
+for _ in range(20):
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
+    env = dict(os.environ, FUNCTIONS_CUSTOMHANDLER_PORT=str(port), CLIENT_CERT_CA_PATH=ca, RUST_LOG="warn")
+    t0 = time.perf_counter()
+    p = subprocess.Popen([handler], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = t0 + 5
+    while time.perf_counter() < deadline:
+        try:
+            c = socket.create_connection(("127.0.0.1", port), timeout=1)
+            c.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            if c.recv(12).startswith(b"HTTP/1.1"):
+                samples.append((time.perf_counter() - t0) * 1000); c.close(); break
+            c.close()
+        except OSError:
+            time.sleep(0.0002)
+    p.terminate(); p.wait(timeout=5)
+samples.sort()
+print(f"cold start to first GET / answer: median {statistics.median(samples):.1f} ms, "
+      f"p90 {samples[int(len(samples)*0.9)-1]:.1f} ms, max {samples[-1]:.1f} ms (n={len(samples)})")
+PY
