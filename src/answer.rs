@@ -1,33 +1,56 @@
 //! An invocation's answer, independent of how the host asked (forwarded HTTP or JSON).
 //!
-//! Owns: the status + JSON body pair and its two renderings.
+//! Owns: the status + serialized JSON body pair and its renderings. The body is serialized
+//! once, when the answer is made, so the hot path never builds a `serde_json::Value` tree.
 //! Must not: decide status codes (see `http_error` and `app`).
 
+use serde::Serialize;
 use serde_json::Value;
 use warp::http::{header, HeaderValue, Response, StatusCode};
 
 /// Status and JSON body of one function invocation.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
     pub status: StatusCode,
-    pub body: Value,
+    /// The JSON text of the body.
+    pub body: Vec<u8>,
+    /// The stable error code, for error answers.
+    pub code: Option<String>,
 }
 
 impl Answer {
+    /// An answer whose body is `body` (its `code` member, if any, becomes [`Self::code`]).
     pub fn new(status: StatusCode, body: Value) -> Self {
-        Self { status, body }
+        let code = body.get("code").and_then(Value::as_str).map(str::to_owned);
+        Self {
+            status,
+            body: serde_json::to_vec(&body).unwrap_or_default(),
+            code,
+        }
     }
 
-    pub fn ok(body: Value) -> Self {
-        Self::new(StatusCode::OK, body)
+    /// A 200 answer serializing `body` directly.
+    pub fn ok<T: Serialize + ?Sized>(body: &T) -> Self {
+        Self {
+            status: StatusCode::OK,
+            body: serde_json::to_vec(body).unwrap_or_default(),
+            code: None,
+        }
+    }
+
+    /// The body parsed back (for tests and diagnostics).
+    pub fn body_json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+
+    /// The body as text (it is always UTF-8 JSON).
+    pub fn body_text(&self) -> &str {
+        std::str::from_utf8(&self.body).unwrap_or("null")
     }
 
     /// The answer as a direct HTTP response (forwarding mode).
     pub fn into_response(self) -> Response<Vec<u8>> {
-        json_response(
-            self.status,
-            serde_json::to_vec(&self.body).unwrap_or_default(),
-        )
+        json_response(self.status, self.body)
     }
 }
 

@@ -6,11 +6,12 @@
 //! Must not: parse HTTP or invocation payloads (see `routes` and `functions_host`).
 
 use crate::answer::Answer;
-use crate::client_cert::Accepted;
+use crate::client_cert::{Accepted, MatchedBy};
 use crate::functions_host::Function;
 use crate::http_error::ApiError;
 use crate::inbound::InboundGate;
 use crate::outbound::Outbound;
+use serde::Serialize;
 use serde_json::json;
 use std::sync::Arc;
 use time::format_description::well_known::Rfc3339;
@@ -35,12 +36,12 @@ impl AppState {
         match function {
             Function::Health => self.health(),
             Function::CertInfo => match self.gate.check(cert_headers, (self.clock)()) {
-                Ok(accepted) => Answer::ok(cert_info(&accepted)),
+                Ok(accepted) => Answer::ok(&CertInfo::of(&accepted)),
                 Err(e) => ApiError::Cert(e).to_answer(),
             },
             Function::OutboundMtls => match self.gate.check(cert_headers, (self.clock)()) {
                 Ok(_) => match self.outbound.call().await {
-                    Ok(success) => Answer::ok(json!(success)),
+                    Ok(success) => Answer::ok(&success),
                     Err(e) => ApiError::Outbound(e).to_answer(),
                 },
                 Err(e) => ApiError::Cert(e).to_answer(),
@@ -49,7 +50,7 @@ impl AppState {
     }
 
     fn health(&self) -> Answer {
-        Answer::ok(json!({
+        Answer::ok(&json!({
             "status": "ok",
             "outboundCertificate": self.outbound.status(),
         }))
@@ -57,20 +58,38 @@ impl AppState {
 }
 
 /// The `/api/cert-info` body: the seed's `thumbprint` and `commonName`, and more.
-fn cert_info(accepted: &Accepted) -> serde_json::Value {
-    let info = &accepted.info;
-    json!({
-        "thumbprint": info.thumbprint_sha1,
-        "commonName": info.common_name(),
-        "thumbprintSha256": info.thumbprint_sha256,
-        "subject": info.subject,
-        "issuer": info.issuer,
-        "serialNumber": info.serial_number,
-        "notBefore": rfc3339(info.not_before),
-        "notAfter": rfc3339(info.not_after),
-        "dnsNames": info.dns_names,
-        "matchedBy": accepted.matched_by,
-    })
+/// Serialized straight from the cached decision (no intermediate JSON tree).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CertInfo<'a> {
+    thumbprint: &'a str,
+    common_name: Option<&'a str>,
+    thumbprint_sha256: &'a str,
+    subject: &'a str,
+    issuer: &'a str,
+    serial_number: &'a str,
+    not_before: String,
+    not_after: String,
+    dns_names: &'a [String],
+    matched_by: MatchedBy,
+}
+
+impl<'a> CertInfo<'a> {
+    fn of(accepted: &'a Accepted) -> Self {
+        let info = &accepted.info;
+        Self {
+            thumbprint: &info.thumbprint_sha1,
+            common_name: info.common_name(),
+            thumbprint_sha256: &info.thumbprint_sha256,
+            subject: &info.subject,
+            issuer: &info.issuer,
+            serial_number: &info.serial_number,
+            not_before: rfc3339(info.not_before),
+            not_after: rfc3339(info.not_after),
+            dns_names: &info.dns_names,
+            matched_by: accepted.matched_by,
+        }
+    }
 }
 
 /// Unix seconds as RFC 3339 (UTC); out-of-range values fall back to the number.

@@ -107,18 +107,14 @@ pub fn invocation_response(answer: &Answer, function: Function) -> Value {
             "{}: {} {}",
             function.name(),
             answer.status.as_u16(),
-            answer
-                .body
-                .get("code")
-                .and_then(Value::as_str)
-                .unwrap_or("error")
+            answer.code.as_deref().unwrap_or("error")
         ));
     }
     json!({
         "Outputs": {
             OUTPUT_NAME: {
                 "statusCode": answer.status.as_u16(),
-                "body": answer.body.to_string(),
+                "body": answer.body_text(),
                 "headers": { "Content-Type": "application/json", "Cache-Control": "no-store" },
             }
         },

@@ -173,10 +173,13 @@ mod tests {
     fn the_seed_messages_are_kept_verbatim() {
         let a = ApiError::Cert(CertError::Missing).to_answer();
         assert_eq!(a.status, StatusCode::FORBIDDEN);
-        assert_eq!(a.body["error"], "client certificate header missing");
+        assert_eq!(a.body_json()["error"], "client certificate header missing");
         let a = ApiError::Cert(CertError::NotAllowlisted).to_answer();
-        assert_eq!(a.body["error"], "client certificate is not allowlisted");
-        assert_eq!(a.body["code"], "not_allowlisted");
+        assert_eq!(
+            a.body_json()["error"],
+            "client certificate is not allowlisted"
+        );
+        assert_eq!(a.body_json()["code"], "not_allowlisted");
     }
 
     #[test]
@@ -187,6 +190,6 @@ mod tests {
         };
         let a = ApiError::Cert(e).to_answer();
         assert_eq!(a.status, StatusCode::FORBIDDEN);
-        assert!(!a.body.to_string().contains("secret detail"));
+        assert!(!a.body_text().contains("secret detail"));
     }
 }

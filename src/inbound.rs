@@ -120,7 +120,7 @@ impl InboundGate {
                 return Err(e);
             }
         };
-        let key = openssl::sha::sha256(&der);
+        let key = client_cert::sha256(&der);
         // Held across lookup, validation and insertion: `replace_crls` waits for it, so no
         // decision made with an old CRL set lands in the cache after the swap cleared it.
         let crls = self

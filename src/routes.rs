@@ -79,7 +79,7 @@ fn json_invocation(
                 let values = functions_host::header_values(&payload, HEADER_NAME);
                 let answer = state.invoke(function, &values).await;
                 let body = functions_host::invocation_response(&answer, function);
-                Ok::<_, Rejection>(Answer::ok(body).into_response())
+                Ok::<_, Rejection>(Answer::ok(&body).into_response())
             }
         })
 }

@@ -61,7 +61,7 @@ fn write(path: &Path, bytes: &[u8]) -> String {
 
 fn answer(e: OutboundError) -> (u16, serde_json::Value) {
     let a = ApiError::Outbound(e).to_answer();
-    (a.status.as_u16(), a.body)
+    (a.status.as_u16(), a.body_json())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

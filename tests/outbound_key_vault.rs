@@ -73,7 +73,7 @@ impl World {
 
 fn answer(e: OutboundError) -> (u16, serde_json::Value) {
     let a = ApiError::Outbound(e).to_answer();
-    (a.status.as_u16(), a.body)
+    (a.status.as_u16(), a.body_json())
 }
 
 async fn failure_message(w: &World) -> String {

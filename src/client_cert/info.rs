@@ -41,8 +41,11 @@ impl CertificateInfo {
         }
     }
 
-    pub(crate) fn from_parsed(der: &[u8], cert: &X509Certificate<'_>) -> Self {
-        let (sha1, sha256) = Thumbprint::of_der(der);
+    /// Describes `cert`, whose DER has the fingerprints `thumbprints` (SHA-1, SHA-256).
+    pub(crate) fn from_parsed(
+        cert: &X509Certificate<'_>,
+        (sha1, sha256): (Thumbprint, Thumbprint),
+    ) -> Self {
         let common_names = cert
             .subject()
             .iter_common_name()

@@ -25,7 +25,9 @@ pub mod revocation;
 
 pub use error::{CertError, Malformed};
 pub use info::CertificateInfo;
-pub use policy::{Policy, Thumbprint, ThumbprintError, TrustAnchors, TrustError, VerifiedChain};
+pub use policy::{
+    sha256, Policy, Thumbprint, ThumbprintError, TrustAnchors, TrustError, VerifiedChain,
+};
 pub use revocation::{Crl, CrlError, CrlSet, Revocation, RevocationStatus};
 
 use openssl::x509::X509;
@@ -64,7 +66,7 @@ pub fn validate_header<V: AsRef<[u8]>>(
 /// Parses one DER certificate, rejecting trailing bytes, and describes it.
 pub fn describe(der: &[u8]) -> Result<CertificateInfo, CertError> {
     let cert = parse(der)?;
-    Ok(CertificateInfo::from_parsed(der, &cert))
+    Ok(CertificateInfo::from_parsed(&cert, Thumbprint::of_der(der)))
 }
 
 /// Validates one DER certificate against `policy` at `now` (Unix seconds), without
@@ -96,8 +98,8 @@ pub fn validate_with_revocation(
     }
     check_usage(&cert)?;
 
-    let info = CertificateInfo::from_parsed(der, &cert);
     let (sha1, sha256) = Thumbprint::of_der(der);
+    let info = CertificateInfo::from_parsed(&cert, (sha1, sha256));
     if policy.thumbprints.contains(&sha1) || policy.thumbprints.contains(&sha256) {
         let accepted = Accepted {
             info,

@@ -11,6 +11,7 @@ use openssl::stack::Stack;
 use openssl::x509::store::{X509Store, X509StoreBuilder};
 use openssl::x509::verify::X509VerifyFlags;
 use openssl::x509::{X509StoreContext, X509};
+use sha1::Digest as _;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
@@ -67,8 +68,8 @@ impl Thumbprint {
     /// Both fingerprints of a DER certificate.
     pub fn of_der(der: &[u8]) -> (Self, Self) {
         (
-            Self::Sha1(openssl::sha::sha1(der)),
-            Self::Sha256(openssl::sha::sha256(der)),
+            Self::Sha1(sha1::Sha1::digest(der).into()),
+            Self::Sha256(sha256(der)),
         )
     }
 }
@@ -85,6 +86,11 @@ impl fmt::Display for Thumbprint {
         }
         Ok(())
     }
+}
+
+/// SHA-256 of `bytes` (the cache key and the SHA-256 thumbprint).
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    sha2::Sha256::digest(bytes).into()
 }
 
 /// Zero-width and direction marks that survive copy and paste from certificate viewers.
