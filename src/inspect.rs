@@ -176,6 +176,12 @@ pub fn run(path: Option<&Path>) -> ExitCode {
         }
     };
     print!("\n{}", describe_policy(gate.policy()));
+    if crate::config::parse_bool(&ProcessEnv, "CLIENT_CERT_CRL_FETCH", false).unwrap_or(false) {
+        println!(
+            "  CLIENT_CERT_CRL_FETCH:            true (inspect does not download CRLs; only \
+             CLIENT_CERT_CRL_PATH files count here)"
+        );
+    }
     let now = crate::app::system_clock();
     let value = info_header_value(&input.der);
     let decision = gate.check(&[value], now);
@@ -406,5 +412,40 @@ pub fn advice(e: &CertError, info: &CertificateInfo) -> String {
             .to_owned(),
         #[allow(unreachable_patterns)]
         _ => "see the reason above".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_copied_header_line_is_reduced_to_its_value_in_any_case() {
+        assert_eq!(strip_header_name(b"X-ARR-ClientCert: QUJD"), b"QUJD");
+        assert_eq!(strip_header_name(b"x-arr-clientcert:QUJD"), b"QUJD");
+        assert_eq!(strip_header_name(b"QUJD"), b"QUJD");
+    }
+
+    #[test]
+    fn empty_and_whitespace_input_is_reported_as_empty() {
+        assert!(matches!(parse_input(b" \n\t"), Err(ParseError::Empty)));
+    }
+
+    #[test]
+    fn a_pem_chain_reads_the_first_certificate_and_counts_the_rest() {
+        let now = 1_800_000_000;
+        let ca = crate::pki::CertSpec::ca("ca", now, 10)
+            .self_signed()
+            .unwrap();
+        let leaf = crate::pki::CertSpec::leaf("leaf", now, 10)
+            .issued_by(&ca)
+            .unwrap();
+        let mut pem = leaf.cert_pem().unwrap();
+        pem.extend(ca.cert_pem().unwrap());
+        let Ok(input) = parse_input(&pem) else {
+            panic!("chain not read");
+        };
+        assert_eq!(input.der, leaf.der());
+        assert_eq!((input.format, input.ignored), ("PEM", 1));
     }
 }
