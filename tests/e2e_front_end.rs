@@ -61,6 +61,20 @@ fn without_a_certificate_optional_mode_forwards_no_header_and_the_handler_says_m
 }
 
 #[test]
+fn optional_mode_still_forwards_a_certificate_the_client_presents() {
+    let pki = Pki::new();
+    let (_h, _f, port) = stack(&pki, "optional");
+    let r = curl(
+        &pki,
+        port,
+        "/api/cert-info",
+        &args(&cert_args(&pki, "client")),
+    );
+    assert_eq!((r.exit, r.status), (0, 200), "{r:?}");
+    assert_eq!(r.json()["commonName"], CLIENT_CN);
+}
+
+#[test]
 fn a_client_supplied_header_without_a_tls_certificate_is_stripped_never_trusted() {
     let pki = Pki::new();
     let (_h, _f, port) = stack(&pki, "optional");

@@ -227,16 +227,17 @@ impl Curl {
 /// Runs the real curl against `https://localhost:{port}{path}`, trusting the PKI's CA,
 /// with `extra` arguments (e.g. `--cert`), bounded by `--max-time`.
 pub fn curl(pki: &Pki, port: u16, path: &str, extra: &[&str]) -> Curl {
-    let out: Output = Command::new("curl")
-        .args(["-sS", "--max-time", "10", "--noproxy", "*"])
-        .arg("--cacert")
-        .arg(pki.path("ca.pem"))
-        .args(["-w", "\n%{http_code}"])
-        .args(extra)
-        .arg(format!("https://localhost:{port}{path}"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("curl is installed");
+    let out: Output = run_bounded(
+        Command::new("curl")
+            .args(["-sS", "--max-time", "10", "--noproxy", "*"])
+            .arg("--cacert")
+            .arg(pki.path("ca.pem"))
+            .args(["-w", "\n%{http_code}"])
+            .args(extra)
+            .arg(format!("https://localhost:{port}{path}")),
+        None,
+        Duration::from_secs(30),
+    );
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let (body, code) = stdout.rsplit_once('\n').unwrap_or(("", &stdout));
     Curl {
