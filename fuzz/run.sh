@@ -19,13 +19,15 @@ export RUSTFLAGS="-Cpasses=sancov-module \
  -Cllvm-args=-sanitizer-coverage-trace-compares \
  --cfg fuzzing -Cdebug-assertions -Coverflow-checks"
 # A target dir of its own: these flags differ from the main build's.
+# No --locked: the main crate is a path dependency, so its Cargo.toml changes reach
+# fuzz/Cargo.lock.
 export CARGO_TARGET_DIR="$PWD/target"
 
 # An explicit --target keeps RUSTFLAGS away from build scripts and proc macros.
 host=$(rustc -vV | sed -n 's/^host: //p')
 
 echo "==> building the fuzz target (stable rustc, sanitizer coverage)"
-cargo build --release --locked --bin validator --target "$host"
+cargo build --release --bin validator --target "$host"
 
 mkdir -p corpus/validator artifacts
 echo "==> fuzzing for ${seconds}s (seeds: fuzz/seeds, corpus: fuzz/corpus/validator)"
