@@ -60,6 +60,10 @@ pub struct CertSpec {
     pub key: KeyKind,
     /// HTTP CRL distribution point URIs.
     pub crl_distribution_points: Vec<String>,
+    /// Whether an issued certificate names its issuer's key (authorityKeyIdentifier).
+    pub authority_key_id: bool,
+    /// An OpenSSL-syntax nameConstraints value, e.g. `critical,permitted;DNS:example.com`.
+    pub name_constraints: Option<String>,
 }
 
 /// A certificate with its private key.
@@ -94,6 +98,8 @@ impl CertSpec {
             ekus: Some(vec![Eku::ClientAuth]),
             key: KeyKind::EcP256,
             crl_distribution_points: Vec::new(),
+            authority_key_id: true,
+            name_constraints: None,
         }
     }
 
@@ -139,6 +145,16 @@ impl CertSpec {
 
     pub fn with_ca(mut self, is_ca: bool) -> Self {
         self.is_ca = is_ca;
+        self
+    }
+
+    pub fn without_authority_key_id(mut self) -> Self {
+        self.authority_key_id = false;
+        self
+    }
+
+    pub fn with_name_constraints(mut self, value: &str) -> Self {
+        self.name_constraints = Some(value.to_owned());
         self
     }
 
@@ -224,7 +240,7 @@ impl CertSpec {
         }
         let ski = SubjectKeyIdentifier::new().build(&b.x509v3_context(None, None))?;
         b.append_extension(ski)?;
-        if let Some(i) = issuer {
+        if let Some(i) = issuer.filter(|_| self.authority_key_id) {
             let aki = AuthorityKeyIdentifier::new()
                 .keyid(true)
                 .build(&b.x509v3_context(Some(&i.cert), None))?;
@@ -250,6 +266,11 @@ impl CertSpec {
                 .join(",");
             #[allow(deprecated)] // the typed builder has no CRL distribution points
             let ext = X509Extension::new_nid(None, None, Nid::CRL_DISTRIBUTION_POINTS, &value)?;
+            b.append_extension(ext)?;
+        }
+        if let Some(nc) = &self.name_constraints {
+            #[allow(deprecated)] // the typed builders have no name constraints
+            let ext = X509Extension::new_nid(None, None, Nid::NAME_CONSTRAINTS, nc)?;
             b.append_extension(ext)?;
         }
         let signer = issuer.map_or(key, |i| &i.key);

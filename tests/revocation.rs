@@ -216,7 +216,9 @@ fn without_revocation_settings_nothing_is_checked() {
     let p = policy(&[PARTNER_CN], Some(pki.anchors()));
     let (_, status) = validate_with_revocation(&client.der(), &p, None, now()).unwrap();
     assert_eq!(status, RevocationStatus::NotChecked);
-    let chain = pki.anchors().verify(&client.cert, now()).unwrap();
+    let der = client.der();
+    let (_, parsed) = x509_parser::parse_x509_certificate(&der).unwrap();
+    let chain = pki.anchors().verify(&der, &parsed, now()).unwrap();
     assert!(check_chain(&chain, &CrlSet::default(), &pki.anchors(), now()).is_err());
 }
 

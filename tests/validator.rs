@@ -189,6 +189,108 @@ fn a_certificate_from_a_forged_ca_with_the_trusted_cas_name_is_rejected() {
 }
 
 #[test]
+fn a_forged_certificate_without_key_identifiers_fails_the_signature_check() {
+    let pki = TestPki::new();
+    let fake_ca = CertSpec::ca("Test Issuing CA", now(), 365)
+        .self_signed()
+        .unwrap();
+    let forged = CertSpec::leaf(PARTNER_CN, now(), 30)
+        .without_authority_key_id()
+        .issued_by(&fake_ca)
+        .unwrap();
+    let err = validate(
+        &forged.der(),
+        &policy(&[PARTNER_CN], Some(pki.anchors())),
+        now(),
+    )
+    .unwrap_err();
+    match err {
+        CertError::UntrustedChain { reason, .. } => {
+            assert!(reason.contains("signature"), "{reason}")
+        }
+        other => panic!("expected untrusted chain, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_genuine_certificate_without_key_identifiers_is_accepted() {
+    let pki = TestPki::new();
+    let client = CertSpec::leaf(PARTNER_CN, now(), 30)
+        .without_authority_key_id()
+        .issued_by(&pki.issuing)
+        .unwrap();
+    assert!(validate(
+        &client.der(),
+        &policy(&[PARTNER_CN], Some(pki.anchors())),
+        now()
+    )
+    .is_ok());
+}
+
+#[test]
+fn a_cas_name_constraints_are_enforced() {
+    let t = now();
+    let constrained = CertSpec::ca("Constrained CA", t, 365)
+        .with_name_constraints("critical,permitted;DNS:partner.example")
+        .self_signed()
+        .unwrap();
+    let anchors = || TrustAnchors::new(vec![constrained.cert.clone()]).unwrap();
+    let inside = CertSpec::leaf("api.partner.example", t, 30)
+        .with_dns_names(&["api.partner.example"])
+        .issued_by(&constrained)
+        .unwrap();
+    assert!(validate(
+        &inside.der(),
+        &policy(&["api.partner.example"], Some(anchors())),
+        t
+    )
+    .is_ok());
+    let outside = CertSpec::leaf(PARTNER_CN, t, 30)
+        .with_dns_names(&[PARTNER_CN])
+        .issued_by(&constrained)
+        .unwrap();
+    let err = validate(&outside.der(), &policy(&[PARTNER_CN], Some(anchors())), t).unwrap_err();
+    assert_eq!(err.code(), "untrusted_chain", "{err}");
+}
+
+#[test]
+fn a_leaf_with_an_unknown_critical_extension_is_rejected() {
+    let pki = TestPki::new();
+    let mut b = openssl::x509::X509::builder().unwrap();
+    let leaf = pki.client(PARTNER_CN);
+    // Rebuild the partner certificate with one extra critical extension OpenSSL does not know.
+    b.set_version(2).unwrap();
+    b.set_serial_number(leaf.cert.serial_number()).unwrap();
+    b.set_subject_name(leaf.cert.subject_name()).unwrap();
+    b.set_issuer_name(pki.issuing.cert.subject_name()).unwrap();
+    b.set_pubkey(&leaf.key).unwrap();
+    b.set_not_before(leaf.cert.not_before()).unwrap();
+    b.set_not_after(leaf.cert.not_after()).unwrap();
+    b.append_extension(
+        openssl::x509::extension::ExtendedKeyUsage::new()
+            .client_auth()
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    #[allow(deprecated)]
+    let unknown =
+        openssl::x509::X509Extension::new(None, None, "1.3.6.1.4.1.99999.1", "critical,ASN1:NULL")
+            .unwrap();
+    b.append_extension(unknown).unwrap();
+    b.sign(&pki.issuing.key, openssl::hash::MessageDigest::sha256())
+        .unwrap();
+    let der = b.build().to_der().unwrap();
+    let err = validate(&der, &policy(&[PARTNER_CN], Some(pki.anchors())), now()).unwrap_err();
+    match err {
+        CertError::UntrustedChain { reason, .. } => {
+            assert!(reason.contains("critical"), "{reason}")
+        }
+        other => panic!("expected untrusted chain, got {other:?}"),
+    }
+}
+
+#[test]
 fn a_common_name_match_without_configured_cas_is_rejected() {
     let pki = TestPki::new();
     let client = pki.client(PARTNER_CN);

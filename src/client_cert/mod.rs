@@ -30,7 +30,6 @@ pub use policy::{
 };
 pub use revocation::{Crl, CrlError, CrlSet, Revocation, RevocationStatus};
 
-use openssl::x509::X509;
 use serde::Serialize;
 use x509_parser::certificate::X509Certificate;
 
@@ -107,7 +106,7 @@ pub fn validate_with_revocation(
             valid_from: not_before,
             valid_until: not_after,
         };
-        return revocation_if_chained(der, accepted, policy, revocation, now);
+        return revocation_if_chained(der, &cert, accepted, policy, revocation, now);
     }
 
     // Several CN attributes are ambiguous (which one did the CA vet?): never a match.
@@ -124,7 +123,7 @@ pub fn validate_with_revocation(
             valid_from: not_before,
             valid_until: not_after,
         };
-        return revocation_if_chained(der, accepted, policy, revocation, now);
+        return revocation_if_chained(der, &cert, accepted, policy, revocation, now);
     }
     let untrusted = |reason: String| CertError::UntrustedChain {
         common_name: cn.to_owned(),
@@ -133,12 +132,7 @@ pub fn validate_with_revocation(
     let Some(trust) = &policy.trust else {
         return Err(untrusted("no trusted CAs are configured".to_owned()));
     };
-    let leaf = X509::from_der(der).map_err(|e| {
-        CertError::Malformed(Malformed::NotACertificate {
-            detail: e.to_string(),
-        })
-    })?;
-    let chain = trust.verify(&leaf, now).map_err(untrusted)?;
+    let chain = trust.verify(der, &cert, now).map_err(untrusted)?;
     let accepted = Accepted {
         info,
         matched_by: MatchedBy::CommonName,
@@ -155,6 +149,7 @@ pub fn validate_with_revocation(
 /// mode): checked when it nevertheless chains to a trusted CA, not applicable otherwise.
 fn revocation_if_chained(
     der: &[u8],
+    cert: &X509Certificate<'_>,
     accepted: Accepted,
     policy: &Policy,
     revocation: Option<&Revocation<'_>>,
@@ -166,10 +161,7 @@ fn revocation_if_chained(
     let Some(trust) = &policy.trust else {
         return Ok((accepted, RevocationStatus::NotApplicable));
     };
-    let chain = X509::from_der(der)
-        .ok()
-        .and_then(|leaf| trust.verify(&leaf, now).ok());
-    match chain {
+    match trust.verify(der, cert, now).ok() {
         None => Ok((accepted, RevocationStatus::NotApplicable)),
         Some(chain) => apply_revocation(r, &chain, trust, accepted, now),
     }

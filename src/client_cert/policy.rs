@@ -1,12 +1,24 @@
 //! The inbound policy: pinned thumbprints, allowlisted common names and trusted CAs.
 //!
 //! Owns: the typed, already-validated form of the inbound settings, thumbprint syntax, and
-//! chain verification against the trusted CAs (OpenSSL, signatures checked, no clock: the
-//! caller's `now` is applied to every certificate of the chain here).
+//! chain verification against the trusted CAs (signatures checked, no clock: the caller's
+//! `now` is applied to every certificate of the chain here).
+//!
+//! Every configured CA is a trust anchor and App Service forwards only the leaf, so a chain
+//! is always the leaf plus the CA that signed it. The common case is verified directly:
+//! find the CAs whose subject is byte-for-byte the leaf's issuer (and whose key identifier
+//! matches), and check the leaf's signature with the CA's pre-decoded key. Anything
+//! unusual goes through OpenSSL's full verifier (`X509_verify_cert`, strict mode) instead:
+//! issuer names that match only after canonicalisation, unhandled critical extensions,
+//! signature algorithms other than RSA PKCS#1 / ECDSA with SHA-2 and Ed25519, and CAs with
+//! name or policy constraints. The direct path exists because OpenSSL 3 spends most of a
+//! full verification decoding the leaf (see BENCHMARKS.md).
 //! Must not: read files or the environment (`crate::config` and `crate::pki_files` do), or
 //! log.
 
 use openssl::hash::MessageDigest;
+use openssl::pkey::{PKey, Public};
+use openssl::sign::Verifier;
 use openssl::stack::Stack;
 use openssl::x509::store::{X509Store, X509StoreBuilder};
 use openssl::x509::verify::X509VerifyFlags;
@@ -14,6 +26,9 @@ use openssl::x509::{X509StoreContext, X509};
 use sha1::Digest as _;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
+use x509_parser::certificate::X509Certificate;
+use x509_parser::extensions::ParsedExtension;
+use x509_parser::oid_registry as oids;
 
 /// A certificate fingerprint from `ALLOWED_CLIENT_CERT_THUMBPRINTS`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -152,6 +167,13 @@ pub enum TrustError {
 #[derive(Debug, Clone)]
 struct Anchor {
     cert: X509,
+    /// The CA's public key, decoded once.
+    key: PKey<Public>,
+    /// subjectKeyIdentifier, matched against a leaf's authorityKeyIdentifier.
+    ski: Option<Vec<u8>>,
+    /// True when the direct path may use this CA: no name, policy or other constraints
+    /// that only OpenSSL's verifier enforces, and keyUsage (if any) allows keyCertSign.
+    simple: bool,
     subject: String,
     not_before: i64,
     not_after: i64,
@@ -163,7 +185,10 @@ struct Anchor {
 /// them are valid.
 #[derive(Debug)]
 pub struct VerifiedChain {
-    pub certs: Vec<X509>,
+    /// The leaf's serial number, unsigned big-endian bytes.
+    pub leaf_serial: Vec<u8>,
+    /// The configured CAs above the leaf, nearest first (never empty for a real chain).
+    pub cas: Vec<X509>,
     pub not_before: i64,
     pub not_after: i64,
 }
@@ -173,6 +198,9 @@ pub struct VerifiedChain {
 pub struct TrustAnchors {
     store: X509Store,
     anchors: HashMap<[u8; 32], Anchor>,
+    /// Subject name DER → the anchors with that subject (usually one; two during a CA
+    /// key rollover).
+    by_subject: HashMap<Vec<u8>, Vec<[u8; 32]>>,
 }
 
 impl TrustAnchors {
@@ -191,16 +219,22 @@ impl TrustAnchors {
                 | X509VerifyFlags::NO_CHECK_TIME,
         )?;
         let mut anchors = HashMap::new();
+        let mut by_subject: HashMap<Vec<u8>, Vec<[u8; 32]>> = HashMap::new();
         for cert in certs {
             let der = cert.to_der()?;
-            let anchor = describe_anchor(&der, &cert)?;
-            if anchors.insert(openssl::sha::sha256(&der), anchor).is_none() {
-                builder.add_cert(cert)?;
+            let key = sha256(&der);
+            if anchors.contains_key(&key) {
+                continue;
             }
+            let (anchor, subject_der) = describe_anchor(&der, &cert)?;
+            by_subject.entry(subject_der).or_default().push(key);
+            anchors.insert(key, anchor);
+            builder.add_cert(cert)?;
         }
         Ok(Self {
             store: builder.build(),
             anchors,
+            by_subject,
         })
     }
 
@@ -226,35 +260,36 @@ impl TrustAnchors {
         s
     }
 
-    /// Verifies that `leaf` chains to a trusted CA with valid signatures, and that every
-    /// CA on the path is within its validity period at `now` and allows client
-    /// authentication. The leaf's own validity and EKU are the caller's business.
-    pub fn verify(&self, leaf: &X509, now: i64) -> Result<VerifiedChain, String> {
-        let untrusted = Stack::new().map_err(|e| e.to_string())?;
-        let mut ctx = X509StoreContext::new().map_err(|e| e.to_string())?;
-        let outcome = ctx
-            .init(&self.store, leaf, &untrusted, |c| {
-                let ok = c.verify_cert()?;
-                let chain: Vec<X509> = c
-                    .chain()
-                    .map(|s| s.iter().map(ToOwned::to_owned).collect())
-                    .unwrap_or_default();
-                Ok((ok, c.error(), c.error_depth(), chain))
-            })
-            .map_err(|e| e.to_string())?;
-        let (ok, error, depth, certs) = outcome;
-        if !ok {
-            return Err(format!("{} (depth {depth})", error.error_string()));
-        }
+    /// Verifies that the leaf (`der`, already parsed as `leaf`) chains to a trusted CA with
+    /// a valid signature, and that every CA on the path is within its validity period at
+    /// `now` and allows client authentication. The leaf's own validity and EKU are the
+    /// caller's business.
+    pub fn verify(
+        &self,
+        der: &[u8],
+        leaf: &X509Certificate<'_>,
+        now: i64,
+    ) -> Result<VerifiedChain, String> {
+        let leaf_serial = unsigned(leaf.raw_serial()).to_vec();
+        let keys = match self.verify_direct(leaf) {
+            Direct::Verified(key) => vec![key],
+            Direct::BadSignature => {
+                return Err("certificate signature failure (depth 0)".to_owned());
+            }
+            Direct::NotApplicable => self
+                .verify_with_openssl(der)?
+                .iter()
+                .map(|ca| ca.to_der().map(|d| sha256(&d)))
+                .collect::<Result<_, _>>()
+                .map_err(|e| e.to_string())?,
+        };
         let (mut not_before, mut not_after) = (i64::MIN, i64::MAX);
-        for ca in certs.iter().skip(1) {
-            let digest = ca
-                .digest(MessageDigest::sha256())
-                .map_err(|e| e.to_string())?;
-            let key: [u8; 32] = digest.as_ref().try_into().map_err(|_| "digest length")?;
-            let Some(anchor) = self.anchors.get(&key) else {
+        let mut cas = Vec::with_capacity(keys.len());
+        for key in &keys {
+            let Some(anchor) = self.anchors.get(key) else {
                 return Err("chain left the trusted set".to_owned());
             };
+            cas.push(anchor.cert.clone());
             if now < anchor.not_before {
                 return Err(format!("CA {:?} is not valid yet", anchor.subject));
             }
@@ -271,11 +306,151 @@ impl TrustAnchors {
             not_after = not_after.min(anchor.not_after);
         }
         Ok(VerifiedChain {
-            certs,
+            leaf_serial,
+            cas,
             not_before,
             not_after,
         })
     }
+
+    /// The direct path: the leaf's signature checked with the key of a CA whose subject is
+    /// exactly the leaf's issuer.
+    fn verify_direct(&self, leaf: &X509Certificate<'_>) -> Direct {
+        let Some(candidates) = self.by_subject.get(leaf.issuer().as_raw()) else {
+            return Direct::NotApplicable;
+        };
+        let Some(digest) = signature_digest(leaf) else {
+            return Direct::NotApplicable;
+        };
+        if has_unhandled_critical_extension(leaf) {
+            return Direct::NotApplicable;
+        }
+        let aki = authority_key_id(leaf);
+        let tbs = leaf.tbs_certificate.as_ref();
+        let signature = &leaf.signature_value.data;
+        let mut checked_any = false;
+        for key in candidates {
+            let anchor = &self.anchors[key];
+            if !anchor.simple {
+                return Direct::NotApplicable;
+            }
+            if let (Some(aki), Some(ski)) = (aki, &anchor.ski) {
+                if aki != ski.as_slice() {
+                    continue;
+                }
+            }
+            checked_any = true;
+            if verify_signature(&anchor.key, digest, tbs, signature) {
+                return Direct::Verified(*key);
+            }
+        }
+        if checked_any {
+            Direct::BadSignature
+        } else {
+            // Only key-identifier mismatches: let OpenSSL explain.
+            Direct::NotApplicable
+        }
+    }
+
+    /// OpenSSL's full verifier; returns the CAs above the leaf.
+    fn verify_with_openssl(&self, der: &[u8]) -> Result<Vec<X509>, String> {
+        let leaf = X509::from_der(der).map_err(|e| e.to_string())?;
+        let untrusted = Stack::new().map_err(|e| e.to_string())?;
+        let mut ctx = X509StoreContext::new().map_err(|e| e.to_string())?;
+        let (ok, error, depth, chain) = ctx
+            .init(&self.store, &leaf, &untrusted, |c| {
+                let ok = c.verify_cert()?;
+                let chain: Vec<X509> = c
+                    .chain()
+                    .map(|s| s.iter().skip(1).map(ToOwned::to_owned).collect())
+                    .unwrap_or_default();
+                Ok((ok, c.error(), c.error_depth(), chain))
+            })
+            .map_err(|e| e.to_string())?;
+        if !ok {
+            return Err(format!("{} (depth {depth})", error.error_string()));
+        }
+        Ok(chain)
+    }
+}
+
+/// The outcome of the direct verification path.
+enum Direct {
+    Verified([u8; 32]),
+    BadSignature,
+    NotApplicable,
+}
+
+/// The digest of a signature algorithm the direct path handles (`None` for Ed25519's
+/// "no separate digest" is encoded as `Some(None)`).
+fn signature_digest(cert: &X509Certificate<'_>) -> Option<Option<MessageDigest>> {
+    let outer = &cert.signature_algorithm;
+    // The algorithm inside the signed part must be the one used (RFC 5280 4.1.1.2).
+    if outer != &cert.tbs_certificate.signature {
+        return None;
+    }
+    let oid = &outer.algorithm;
+    let digest = if *oid == oids::OID_PKCS1_SHA256WITHRSA || *oid == oids::OID_SIG_ECDSA_WITH_SHA256
+    {
+        MessageDigest::sha256()
+    } else if *oid == oids::OID_PKCS1_SHA384WITHRSA || *oid == oids::OID_SIG_ECDSA_WITH_SHA384 {
+        MessageDigest::sha384()
+    } else if *oid == oids::OID_PKCS1_SHA512WITHRSA || *oid == oids::OID_SIG_ECDSA_WITH_SHA512 {
+        MessageDigest::sha512()
+    } else if *oid == oids::OID_SIG_ED25519 {
+        return Some(None);
+    } else {
+        return None;
+    };
+    Some(Some(digest))
+}
+
+fn verify_signature(
+    key: &PKey<Public>,
+    digest: Option<MessageDigest>,
+    tbs: &[u8],
+    signature: &[u8],
+) -> bool {
+    let verifier = match digest {
+        Some(md) => Verifier::new(md, key),
+        None => Verifier::new_without_digest(key),
+    };
+    verifier
+        .and_then(|mut v| v.verify_oneshot(signature, tbs))
+        .unwrap_or(false)
+}
+
+/// A critical extension this code does not interpret; OpenSSL decides about those.
+fn has_unhandled_critical_extension(cert: &X509Certificate<'_>) -> bool {
+    cert.extensions().iter().any(|e| {
+        e.critical
+            && !matches!(
+                e.parsed_extension(),
+                ParsedExtension::BasicConstraints(_)
+                    | ParsedExtension::KeyUsage(_)
+                    | ParsedExtension::ExtendedKeyUsage(_)
+                    | ParsedExtension::SubjectAlternativeName(_)
+                    | ParsedExtension::SubjectKeyIdentifier(_)
+                    | ParsedExtension::AuthorityKeyIdentifier(_)
+            )
+    })
+}
+
+fn authority_key_id<'a>(cert: &'a X509Certificate<'_>) -> Option<&'a [u8]> {
+    cert.extensions()
+        .iter()
+        .find_map(|e| match e.parsed_extension() {
+            ParsedExtension::AuthorityKeyIdentifier(aki) => {
+                aki.key_identifier.as_ref().map(|k| k.0)
+            }
+            _ => None,
+        })
+}
+
+/// A DER INTEGER's content without its sign-padding zero bytes.
+fn unsigned(raw: &[u8]) -> &[u8] {
+    let start = raw.iter().position(|b| *b != 0).unwrap_or(raw.len());
+    &raw[start..]
 }
 
 impl fmt::Debug for TrustAnchors {
@@ -284,7 +459,7 @@ impl fmt::Debug for TrustAnchors {
     }
 }
 
-fn describe_anchor(der: &[u8], x509: &X509) -> Result<Anchor, TrustError> {
+fn describe_anchor(der: &[u8], x509: &X509) -> Result<(Anchor, Vec<u8>), TrustError> {
     let (_, cert) = x509_parser::parse_x509_certificate(der)
         .map_err(|e| TrustError::Unreadable(e.to_string()))?;
     let subject = cert.subject().to_string();
@@ -300,13 +475,46 @@ fn describe_anchor(der: &[u8], x509: &X509) -> Result<Anchor, TrustError> {
         Ok(None) => true,
         Err(e) => return Err(TrustError::Unreadable(e.to_string())),
     };
-    Ok(Anchor {
+    let mut ski = None;
+    let mut simple = true;
+    for ext in cert.extensions() {
+        match ext.parsed_extension() {
+            ParsedExtension::SubjectKeyIdentifier(k) => ski = Some(k.0.to_vec()),
+            ParsedExtension::KeyUsage(ku) => simple &= ku.key_cert_sign(),
+            ParsedExtension::BasicConstraints(_)
+            | ParsedExtension::ExtendedKeyUsage(_)
+            | ParsedExtension::AuthorityKeyIdentifier(_)
+            | ParsedExtension::SubjectAlternativeName(_)
+            | ParsedExtension::CRLDistributionPoints(_)
+            | ParsedExtension::AuthorityInfoAccess(_)
+            | ParsedExtension::CertificatePolicies(_) => {}
+            // Name constraints, policy constraints/mappings, inhibitAnyPolicy, unknown
+            // critical extensions...: OpenSSL's verifier enforces them.
+            _ => simple &= !ext.critical && !is_constraint(ext.parsed_extension()),
+        }
+    }
+    let subject_der = cert.subject().as_raw().to_vec();
+    let anchor = Anchor {
         cert: x509.clone(),
+        key: x509.public_key()?,
+        ski,
+        simple,
         subject,
         not_before: cert.validity().not_before.timestamp(),
         not_after: cert.validity().not_after.timestamp(),
         permits_client_auth,
-    })
+    };
+    Ok((anchor, subject_der))
+}
+
+fn is_constraint(ext: &ParsedExtension<'_>) -> bool {
+    matches!(
+        ext,
+        ParsedExtension::NameConstraints(_)
+            | ParsedExtension::PolicyConstraints(_)
+            | ParsedExtension::PolicyMappings(_)
+            | ParsedExtension::InhibitAnyPolicy(_)
+    )
 }
 
 #[cfg(test)]

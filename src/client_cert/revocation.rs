@@ -295,9 +295,8 @@ pub fn check_chain(
     now: i64,
 ) -> Result<Option<i64>, CertError> {
     let mut until: Option<i64> = None;
-    let path = extend_to_root(&chain.certs, anchors);
-    for (index, pair) in path.windows(2).enumerate() {
-        let (cert, issuer) = (pair[0], pair[1]);
+    let path = extend_to_root(&chain.cas, anchors);
+    for (index, issuer) in path.iter().copied().enumerate() {
         let issuer_name = || name_of(issuer);
         let unknown = |reason: String| CertError::RevocationUnknown { reason };
         let key = cert_key(issuer).ok_or_else(|| unknown("cannot digest the issuer".into()))?;
@@ -326,11 +325,14 @@ pub fn check_chain(
             }
             until = Some(until.map_or(next, |u| u.min(next)));
         }
-        let serial = cert
-            .serial_number()
-            .to_bn()
-            .map(|bn| bn.to_vec())
-            .map_err(|e| unknown(format!("unreadable serial number: {e}")))?;
+        let serial = match index {
+            0 => chain.leaf_serial.clone(),
+            _ => path[index - 1]
+                .serial_number()
+                .to_bn()
+                .map(|bn| bn.to_vec())
+                .map_err(|e| unknown(format!("unreadable serial number: {e}")))?,
+        };
         if crl.revoked.contains(&serial) {
             return Err(CertError::Revoked {
                 serial: hex_upper(&serial),
@@ -456,7 +458,8 @@ mod tests {
     #[test]
     fn an_empty_set_makes_any_chain_with_an_issuer_unknown() {
         let chain = VerifiedChain {
-            certs: Vec::new(),
+            leaf_serial: vec![1],
+            cas: Vec::new(),
             not_before: 0,
             not_after: 0,
         };
