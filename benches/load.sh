@@ -53,14 +53,17 @@ rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 hport=$(free_port); bport=$(free_port)
 FUNCTIONS_CUSTOMHANDLER_PORT=$hport CLIENT_CERT_CA_PATH="$work/ca.pem" RUST_LOG=warn "$handler" >"$work/handler.log" 2>&1 &
 hpid=$!; pids+=("$hpid")
-"$bare" "$bport" >/dev/null 2>&1 &
-pids+=("$!")
-wait_port "$hport"; wait_port "$bport"
+wait_port "$hport"
 sleep 1
 idle_rss=$(rss_kib "$hpid")
 
-code=$(curl -s -o /dev/null -w '%{http_code}' -H "X-ARR-ClientCert: $header" "http://127.0.0.1:$hport/api/cert-info")
+code=$(curl -s -o "$work/cert-info.json" -w '%{http_code}' -H "X-ARR-ClientCert: $header" "http://127.0.0.1:$hport/api/cert-info")
 [ "$code" = 200 ] || { echo "cert-info answered $code; see $work/handler.log" >&2; cat "$work/handler.log" >&2; exit 1; }
+# The baseline serves the very bytes cert-info answers, so both responses are the same size.
+"$bare" "$bport" "$work/cert-info.json" >/dev/null 2>&1 &
+pids+=("$!")
+wait_port "$bport"
+echo "response body: $(wc -c < "$work/cert-info.json") bytes"
 
 rps() { wrk -t2 -c"$connections" -d"${duration}s" "$@" | awk '/Requests\/sec/ {print $2}'; }
 echo "round  bare_warp_rps  cert_info_rps  ratio"

@@ -28,7 +28,10 @@ fn now() -> i64 {
 /// distinct serials, so every DER differs).
 fn fixture(kind: KeyKind) -> (Issued, Vec<Vec<u8>>) {
     let t = now();
-    let ca = CertSpec::ca("Bench CA", t, 365).with_key(kind).self_signed().unwrap();
+    let ca = CertSpec::ca("Bench CA", t, 365)
+        .with_key(kind)
+        .self_signed()
+        .unwrap();
     let key = generate_key(kind).unwrap();
     let certs = (0..UNIQUE)
         .map(|_| {
@@ -54,7 +57,10 @@ fn policy(ca: &Issued) -> Policy {
 fn full_validation(c: &mut Criterion) {
     let mut group = c.benchmark_group("full_validation");
     group.throughput(Throughput::Elements(1));
-    for (name, kind) in [("ecdsa_p256", KeyKind::EcP256), ("rsa_2048", KeyKind::Rsa2048)] {
+    for (name, kind) in [
+        ("ecdsa_p256", KeyKind::EcP256),
+        ("rsa_2048", KeyKind::Rsa2048),
+    ] {
         let (ca, certs) = fixture(kind);
         let policy = policy(&ca);
         let t = now();

@@ -1,7 +1,8 @@
 //! The load benchmark's baseline: a bare warp route returning fixed JSON, on the same
-//! runtime settings as the handler. `benches/load.sh` compares `/api/cert-info` with it.
+//! runtime settings as the handler. `benches/load.sh` compares `/api/cert-info` with it,
+//! passing a real cert-info answer as the fixed body so both send the same bytes.
 //!
-//! Run: `cargo run --release --example bare_warp -- PORT`.
+//! Run: `cargo run --release --example bare_warp -- PORT [BODY_FILE]`.
 
 use warp::Filter;
 
@@ -11,12 +12,16 @@ async fn main() {
         .nth(1)
         .and_then(|p| p.parse().ok())
         .unwrap_or(3001);
-    let route = warp::path!("api" / "fixed").and(warp::get()).map(|| {
+    let body: &'static [u8] = match std::env::args().nth(2) {
+        Some(path) => std::fs::read(path).unwrap_or_default().leak(),
+        None => br#"{"status":"ok"}"#,
+    };
+    let route = warp::path!("api" / "fixed").and(warp::get()).map(move || {
         warp::http::Response::builder()
             .header("content-type", "application/json")
             .header("cache-control", "no-store")
             .header("x-content-type-options", "nosniff")
-            .body(r#"{"status":"ok","thumbprint":"0000000000000000000000000000000000000000"}"#)
+            .body(body)
             .unwrap_or_default()
     });
     warp::serve(route)

@@ -26,7 +26,7 @@ impl EnvSource for ProcessEnv {
 
 impl EnvSource for HashMap<String, String> {
     fn get(&self, name: &str) -> Option<String> {
-        HashMap::get(self, name)
+        Self::get(self, name)
             .filter(|v| !v.trim().is_empty())
             .cloned()
     }

@@ -53,11 +53,16 @@ pub fn decode<V: AsRef<[u8]>>(values: &[V]) -> Result<Vec<u8>, CertError> {
     } else {
         value
     };
-    let compact: Vec<u8> = body
-        .iter()
-        .copied()
-        .filter(|b| !b.is_ascii_whitespace())
-        .collect();
+    // App Service sends one unbroken line: only copy when there is whitespace to drop.
+    let compact: std::borrow::Cow<'_, [u8]> = if body.iter().any(u8::is_ascii_whitespace) {
+        body.iter()
+            .copied()
+            .filter(|b| !b.is_ascii_whitespace())
+            .collect::<Vec<u8>>()
+            .into()
+    } else {
+        body.into()
+    };
     if compact.is_empty() {
         return Err(Malformed::NotBase64 {
             detail: "empty".to_owned(),

@@ -68,7 +68,7 @@ impl CertificateInfo {
             _ => Vec::new(),
         };
         let extended_key_usages = match cert.extended_key_usage() {
-            Ok(Some(eku)) => Some(eku_names(&eku.value)),
+            Ok(Some(eku)) => Some(eku_names(eku.value)),
             _ => None,
         };
         Self {

@@ -209,7 +209,7 @@ fn check_usage(cert: &X509Certificate<'_>) -> Result<(), CertError> {
     if let Some(eku) = cert.extended_key_usage().map_err(bad_extension)? {
         if !(eku.value.client_auth || eku.value.any) {
             return Err(CertError::NotForClientAuth {
-                ekus: info::eku_names(&eku.value).join(", "),
+                ekus: info::eku_names(eku.value).join(", "),
             });
         }
     }
