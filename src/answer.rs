@@ -38,6 +38,15 @@ impl Answer {
         }
     }
 
+    /// A 200 answer whose body is already serialized JSON.
+    pub fn ok_json(body: Vec<u8>) -> Self {
+        Self {
+            status: StatusCode::OK,
+            body,
+            code: None,
+        }
+    }
+
     /// The body parsed back (for tests and diagnostics).
     pub fn body_json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or(Value::Null)

@@ -36,7 +36,14 @@ impl AppState {
         match function {
             Function::Health => self.health(),
             Function::CertInfo => match self.gate.check(cert_headers, (self.clock)()) {
-                Ok(accepted) => Answer::ok(&CertInfo::of(&accepted)),
+                Ok(accepted) => Answer::ok_json(
+                    accepted
+                        .rendering
+                        .get_or_init(|| {
+                            serde_json::to_vec(&CertInfo::of(&accepted)).unwrap_or_default()
+                        })
+                        .to_vec(),
+                ),
                 Err(e) => ApiError::Cert(e).to_answer(),
             },
             Function::OutboundMtls => match self.gate.check(cert_headers, (self.clock)()) {

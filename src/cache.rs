@@ -8,20 +8,62 @@
 
 use crate::client_cert::{Accepted, CertError};
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 
 /// A cached decision.
 pub type Decision = Result<Arc<Accepted>, CertError>;
+
+/// How many distinct header spellings (line breaks, PEM armour...) of one certificate are
+/// remembered; App Service always sends the same one.
+const MAX_ALIASES_PER_ENTRY: usize = 2;
 
 struct Entry {
     decision: Decision,
     usable_from: i64,
     usable_until: i64,
+    /// The exact header values known to decode to this certificate.
+    aliases: Vec<Box<[u8]>>,
+}
+
+#[derive(Default)]
+struct Inner {
+    entries: HashMap<[u8; 32], Entry>,
+    /// Exact header value -> digest of the certificate it decodes to, so that a repeated
+    /// request skips base64 decoding and hashing. Only ever points at live entries.
+    aliases: HashMap<Box<[u8]>, [u8; 32]>,
+}
+
+impl Inner {
+    fn usable(&self, key: &[u8; 32], now: i64) -> Option<Decision> {
+        let e = self.entries.get(key)?;
+        (e.usable_from <= now && now <= e.usable_until).then(|| e.decision.clone())
+    }
+
+    fn remove(&mut self, key: &[u8; 32]) {
+        if let Some(e) = self.entries.remove(key) {
+            for alias in &e.aliases {
+                self.aliases.remove(alias);
+            }
+        }
+    }
+
+    fn add_alias(&mut self, key: [u8; 32], header: &[u8]) {
+        if self.aliases.contains_key(header) {
+            return;
+        }
+        if let Some(e) = self.entries.get_mut(&key) {
+            if e.aliases.len() < MAX_ALIASES_PER_ENTRY {
+                let header: Box<[u8]> = header.into();
+                e.aliases.push(header.clone());
+                self.aliases.insert(header, key);
+            }
+        }
+    }
 }
 
 /// A bounded map from certificate digest to decision.
 pub struct ValidationCache {
-    entries: RwLock<HashMap<[u8; 32], Entry>>,
+    inner: RwLock<Inner>,
     capacity: usize,
     max_age: i64,
 }
@@ -30,21 +72,38 @@ impl ValidationCache {
     /// `capacity` 0 disables caching. `max_age_seconds` caps every entry's life.
     pub fn new(capacity: usize, max_age_seconds: u64) -> Self {
         Self {
-            entries: RwLock::new(HashMap::with_capacity(capacity.min(1024))),
+            inner: RwLock::new(Inner::default()),
             capacity,
             max_age: i64::try_from(max_age_seconds).unwrap_or(i64::MAX),
         }
     }
 
-    /// The stored decision for `key`, if it is still usable at `now`.
+    /// The stored decision for the certificate whose DER has SHA-256 `key`, if it is still
+    /// usable at `now`.
     pub fn get(&self, key: &[u8; 32], now: i64) -> Option<Decision> {
-        let entries = self.entries.read().ok()?;
-        let e = entries.get(key)?;
-        (e.usable_from <= now && now <= e.usable_until).then(|| e.decision.clone())
+        self.read().usable(key, now)
     }
 
-    /// Stores `decision` made at `now`, unless it is one that time alone could change.
-    pub fn insert(&self, key: [u8; 32], decision: &Decision, now: i64) {
+    /// The stored decision for a header value seen before byte for byte, with the digest
+    /// it stands for.
+    pub fn get_by_header(&self, header: &[u8], now: i64) -> Option<([u8; 32], Decision)> {
+        let inner = self.read();
+        let key = *inner.aliases.get(header)?;
+        inner.usable(&key, now).map(|d| (key, d))
+    }
+
+    /// Remembers that `header` decodes to the certificate with digest `key` (a no-op when
+    /// that certificate is not cached).
+    pub fn remember_header(&self, key: [u8; 32], header: &[u8]) {
+        if self.capacity > 0 {
+            self.write().add_alias(key, header);
+        }
+    }
+
+    /// Stores `decision` made at `now` for the certificate with digest `key`, which
+    /// arrived as `header` (when it was a single value), unless time alone could change
+    /// the decision.
+    pub fn insert(&self, key: [u8; 32], decision: &Decision, header: Option<&[u8]>, now: i64) {
         if self.capacity == 0 {
             return;
         }
@@ -54,42 +113,63 @@ impl ValidationCache {
             Err(e) if e.depends_on_time() => return,
             Err(_) => (now, expires),
         };
-        let Ok(mut entries) = self.entries.write() else {
-            return;
-        };
-        if entries.len() >= self.capacity && !entries.contains_key(&key) {
-            entries.retain(|_, e| e.usable_until >= now);
-            if entries.len() >= self.capacity {
+        let mut inner = self.write();
+        if inner.entries.len() >= self.capacity && !inner.entries.contains_key(&key) {
+            let stale: Vec<[u8; 32]> = inner
+                .entries
+                .iter()
+                .filter(|(_, e)| e.usable_until < now)
+                .map(|(k, _)| *k)
+                .collect();
+            for k in &stale {
+                inner.remove(k);
+            }
+            if inner.entries.len() >= self.capacity {
                 // Still full of live entries: drop one arbitrary entry (HashMap order is
                 // randomised per process, so an attacker cannot aim at a victim's entry).
-                if let Some(victim) = entries.keys().next().copied() {
-                    entries.remove(&victim);
+                if let Some(victim) = inner.entries.keys().next().copied() {
+                    inner.remove(&victim);
                 }
             }
         }
-        entries.insert(
+        inner.remove(&key);
+        inner.entries.insert(
             key,
             Entry {
                 decision: decision.clone(),
                 usable_from,
                 usable_until,
+                aliases: Vec::new(),
             },
         );
+        if let Some(header) = header {
+            inner.add_alias(key, header);
+        }
     }
 
     /// Forgets every decision (for example when the revocation lists change).
     pub fn clear(&self) {
-        if let Ok(mut entries) = self.entries.write() {
-            entries.clear();
-        }
+        let mut inner = self.write();
+        inner.entries.clear();
+        inner.aliases.clear();
     }
 
     pub fn len(&self) -> usize {
-        self.entries.read().map(|e| e.len()).unwrap_or(0)
+        self.read().entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    // A panic while holding the lock cannot leave the maps inconsistent in a way that
+    // matters (worst case a stale alias whose entry is gone, which `usable` ignores).
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -116,13 +196,14 @@ mod tests {
             matched_by: MatchedBy::Thumbprint,
             valid_from,
             valid_until,
+            rendering: Default::default(),
         }))
     }
 
     #[test]
     fn an_acceptance_is_never_reused_past_the_certificates_not_after() {
         let cache = ValidationCache::new(10, 3600);
-        cache.insert([1; 32], &accepted(0, 1000), 500);
+        cache.insert([1; 32], &accepted(0, 1000), None, 500);
         assert!(cache.get(&[1; 32], 1000).is_some());
         assert!(cache.get(&[1; 32], 1001).is_none());
     }
@@ -130,7 +211,7 @@ mod tests {
     #[test]
     fn an_acceptance_is_not_reused_past_the_maximum_age() {
         let cache = ValidationCache::new(10, 60);
-        cache.insert([1; 32], &accepted(0, 1_000_000), 500);
+        cache.insert([1; 32], &accepted(0, 1_000_000), None, 500);
         assert!(cache.get(&[1; 32], 560).is_some());
         assert!(cache.get(&[1; 32], 561).is_none());
     }
@@ -144,10 +225,11 @@ mod tests {
                 not_after: 1,
                 now: 2,
             }),
+            None,
             2,
         );
         assert!(cache.is_empty());
-        cache.insert([2; 32], &Err(CertError::NotAllowlisted), 2);
+        cache.insert([2; 32], &Err(CertError::NotAllowlisted), None, 2);
         assert_eq!(cache.get(&[2; 32], 3), Some(Err(CertError::NotAllowlisted)));
     }
 
@@ -155,19 +237,45 @@ mod tests {
     fn the_cache_never_grows_past_its_capacity() {
         let cache = ValidationCache::new(3, 60);
         for i in 0..10u8 {
-            cache.insert([i; 32], &accepted(0, 1000), 10);
+            cache.insert([i; 32], &accepted(0, 1000), Some(&[i]), 10);
         }
         assert_eq!(cache.len(), 3);
         assert!(
             cache.get(&[9; 32], 10).is_some(),
             "the newest entry is kept"
         );
+        let aliases = (0..10u8)
+            .filter(|i| cache.get_by_header(&[*i], 10).is_some())
+            .count();
+        assert_eq!(
+            aliases, 3,
+            "evicted entries take their header aliases with them"
+        );
+    }
+
+    #[test]
+    fn a_header_seen_before_finds_its_decision_until_the_entry_goes() {
+        let cache = ValidationCache::new(10, 60);
+        cache.insert([7; 32], &accepted(0, 1000), Some(b"QUJD"), 10);
+        assert_eq!(
+            cache.get_by_header(b"QUJD", 10).map(|(k, _)| k),
+            Some([7; 32])
+        );
+        assert!(cache.get_by_header(b"QUJE", 10).is_none());
+        cache.remember_header([7; 32], b"QU JD");
+        assert!(cache.get_by_header(b"QU JD", 10).is_some());
+        assert!(
+            cache.get_by_header(b"QUJD", 1001).is_none(),
+            "not past notAfter"
+        );
+        cache.clear();
+        assert!(cache.get_by_header(b"QUJD", 10).is_none());
     }
 
     #[test]
     fn a_zero_capacity_cache_stores_nothing() {
         let cache = ValidationCache::new(0, 60);
-        cache.insert([1; 32], &accepted(0, 1000), 10);
+        cache.insert([1; 32], &accepted(0, 1000), None, 10);
         assert!(cache.get(&[1; 32], 10).is_none());
     }
 }

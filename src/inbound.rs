@@ -113,6 +113,15 @@ impl InboundGate {
 
     /// Decides on the `X-ARR-ClientCert` values of one request at `now` (Unix seconds).
     pub fn check<V: AsRef<[u8]>>(&self, values: &[V], now: i64) -> Decision {
+        // The common case: this exact header value was accepted before. Rejections take
+        // the full path so their log line can name the certificate.
+        let single = match values {
+            [one] => Some(one.as_ref()),
+            _ => None,
+        };
+        if let Some((_, Ok(accepted))) = single.and_then(|h| self.cache.get_by_header(h, now)) {
+            return Ok(accepted);
+        }
         let der = match header::decode(values) {
             Ok(der) => der,
             Err(e) => {
@@ -128,14 +137,19 @@ impl InboundGate {
             .as_ref()
             .map(|r| (r, r.current.read().unwrap_or_else(PoisonError::into_inner)));
         let decision = match self.cache.get(&key, now) {
-            Some(hit) => hit,
+            Some(hit) => {
+                if let Some(h) = single {
+                    self.cache.remember_header(key, h);
+                }
+                hit
+            }
             None => {
                 let fresh = match &crls {
                     None => client_cert::validate(&der, &self.policy, now),
                     Some((r, set)) => self.validate_revocation(r, set, &der, now),
                 }
                 .map(Arc::new);
-                self.cache.insert(key, &fresh, now);
+                self.cache.insert(key, &fresh, single, now);
                 fresh
             }
         };

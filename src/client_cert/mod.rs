@@ -50,6 +50,35 @@ pub struct Accepted {
     pub valid_from: i64,
     /// Unix seconds until which this decision holds (earliest notAfter on the chain).
     pub valid_until: i64,
+    /// The caller's serialized description of this acceptance, made once: an acceptance
+    /// is cached and answered many times, its rendering need not be redone per request.
+    pub rendering: RenderMemo,
+}
+
+/// A lazily filled slot for a serialized form of the value that holds it. It is not part
+/// of the value: it never takes part in comparisons.
+#[derive(Default, Clone)]
+pub struct RenderMemo(std::sync::OnceLock<Box<[u8]>>);
+
+impl RenderMemo {
+    /// The stored bytes, made by `render` on first use.
+    pub fn get_or_init(&self, render: impl FnOnce() -> Vec<u8>) -> &[u8] {
+        self.0.get_or_init(|| render().into_boxed_slice())
+    }
+}
+
+impl PartialEq for RenderMemo {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for RenderMemo {}
+
+impl std::fmt::Debug for RenderMemo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RenderMemo")
+    }
 }
 
 /// Decodes the header values of one request and validates the certificate.
@@ -105,6 +134,7 @@ pub fn validate_with_revocation(
             matched_by: MatchedBy::Thumbprint,
             valid_from: not_before,
             valid_until: not_after,
+            rendering: RenderMemo::default(),
         };
         return revocation_if_chained(der, &cert, accepted, policy, revocation, now);
     }
@@ -122,6 +152,7 @@ pub fn validate_with_revocation(
             matched_by: MatchedBy::CommonName,
             valid_from: not_before,
             valid_until: not_after,
+            rendering: RenderMemo::default(),
         };
         return revocation_if_chained(der, &cert, accepted, policy, revocation, now);
     }
@@ -138,6 +169,7 @@ pub fn validate_with_revocation(
         matched_by: MatchedBy::CommonName,
         valid_from: not_before.max(chain.not_before),
         valid_until: not_after.min(chain.not_after),
+        rendering: RenderMemo::default(),
     };
     match revocation {
         None => Ok((accepted, RevocationStatus::NotChecked)),
