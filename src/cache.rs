@@ -29,8 +29,9 @@ struct Entry {
 struct Inner {
     entries: HashMap<[u8; 32], Entry>,
     /// Exact header value -> digest of the certificate it decodes to, so that a repeated
-    /// request skips base64 decoding and hashing. Only ever points at live entries.
-    aliases: HashMap<Box<[u8]>, [u8; 32]>,
+    /// request skips base64 decoding and hashing. Only ever points at live entries, and
+    /// only at acceptances: callers cannot fill it with headers of their choosing.
+    aliases: HashMap<Box<[u8]>, [u8; 32], foldhash::fast::RandomState>,
 }
 
 impl Inner {
@@ -52,7 +53,7 @@ impl Inner {
             return;
         }
         if let Some(e) = self.entries.get_mut(&key) {
-            if e.aliases.len() < MAX_ALIASES_PER_ENTRY {
+            if e.decision.is_ok() && e.aliases.len() < MAX_ALIASES_PER_ENTRY {
                 let header: Box<[u8]> = header.into();
                 e.aliases.push(header.clone());
                 self.aliases.insert(header, key);
@@ -93,7 +94,7 @@ impl ValidationCache {
     }
 
     /// Remembers that `header` decodes to the certificate with digest `key` (a no-op when
-    /// that certificate is not cached).
+    /// that certificate is not cached as accepted).
     pub fn remember_header(&self, key: [u8; 32], header: &[u8]) {
         if self.capacity > 0 {
             self.write().add_alias(key, header);
@@ -269,6 +270,14 @@ mod tests {
             "not past notAfter"
         );
         cache.clear();
+        assert!(cache.get_by_header(b"QUJD", 10).is_none());
+    }
+
+    #[test]
+    fn rejections_are_cached_by_digest_but_never_by_header_value() {
+        let cache = ValidationCache::new(10, 60);
+        cache.insert([8; 32], &Err(CertError::NotAllowlisted), Some(b"QUJD"), 10);
+        assert!(cache.get(&[8; 32], 10).is_some());
         assert!(cache.get_by_header(b"QUJD", 10).is_none());
     }
 

@@ -101,27 +101,10 @@ pub fn read_crl_path(path: &Path, trust: &TrustAnchors) -> Result<LoadedCrls, Cr
 
 /// The file itself, or the visible files directly in the directory, in name order.
 fn crl_files(path: &Path) -> Result<Vec<PathBuf>, CrlStoreError> {
-    let io = |source| CrlStoreError::Io {
+    crate::pki_files::files_at(path).map_err(|source| CrlStoreError::Io {
         path: path.to_owned(),
         source,
-    };
-    let meta = std::fs::metadata(path).map_err(io)?;
-    if !meta.is_dir() {
-        return Ok(vec![path.to_owned()]);
-    }
-    let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-        .map_err(io)?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.is_file())
-        .filter(|p| {
-            !p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with('.'))
-        })
-        .collect();
-    files.sort();
-    Ok(files)
+    })
 }
 
 /// What identifies one state of the CRL files: names, sizes, modification times, inodes.

@@ -25,29 +25,13 @@ pub enum PkiFileError {
 /// Reads every certificate under `path`. A directory is read one level deep, in name
 /// order, skipping hidden files; every file in it must hold certificates.
 pub fn read_certificates(path: &Path) -> Result<Vec<X509>, PkiFileError> {
-    let io = |source| PkiFileError::Io {
+    let files = files_at(path).map_err(|source| PkiFileError::Io {
         path: path.to_owned(),
         source,
-    };
+    })?;
     let mut certs = Vec::new();
-    if path.is_dir() {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-            .map_err(io)?
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| p.is_file())
-            .filter(|p| {
-                !p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with('.'))
-            })
-            .collect();
-        files.sort();
-        for file in files {
-            certs.extend(read_file(&file)?);
-        }
-    } else {
-        certs = read_file(path)?;
+    for file in files {
+        certs.extend(read_file(&file)?);
     }
     if certs.is_empty() {
         return Err(PkiFileError::Empty {
@@ -55,6 +39,26 @@ pub fn read_certificates(path: &Path) -> Result<Vec<X509>, PkiFileError> {
         });
     }
     Ok(certs)
+}
+
+/// `path` itself when it is a file; when it is a directory, the regular files directly in
+/// it, hidden ones skipped, in name order.
+pub fn files_at(path: &Path) -> std::io::Result<Vec<PathBuf>> {
+    if !std::fs::metadata(path)?.is_dir() {
+        return Ok(vec![path.to_owned()]);
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(path)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .filter(|p| {
+            !p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with('.'))
+        })
+        .collect();
+    files.sort();
+    Ok(files)
 }
 
 fn read_file(path: &Path) -> Result<Vec<X509>, PkiFileError> {
