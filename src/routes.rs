@@ -12,7 +12,7 @@ use crate::functions_host::{self, Function};
 use crate::http_error::ApiError;
 use std::convert::Infallible;
 use std::sync::Arc;
-use warp::http::{HeaderMap, StatusCode};
+use warp::http::{HeaderMap, HeaderValue, StatusCode};
 use warp::{Filter, Rejection, Reply};
 
 /// The host's JSON invocation payloads are small; anything bigger is not from the host.
@@ -35,22 +35,34 @@ fn readiness() -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clon
         .map(|| json_response(StatusCode::OK, br#"{"status":"ready"}"#.to_vec()))
 }
 
+/// Every `X-ARR-ClientCert` value of a request, lifted out by `crate::server` before
+/// routing (reference-counted copies, in order).
+#[derive(Debug, Clone)]
+pub struct ClientCertHeaders(pub Arc<[HeaderValue]>);
+
+/// The request's `X-ARR-ClientCert` values: from the server's extension, or read from the
+/// headers when the filters run without it (`warp::test`).
+fn client_cert_headers() -> impl Filter<Extract = (ClientCertHeaders,), Error = Infallible> + Clone
+{
+    warp::ext::get::<ClientCertHeaders>()
+        .or(warp::header::headers_cloned().map(|headers: HeaderMap| {
+            ClientCertHeaders(headers.get_all(HEADER_NAME).iter().cloned().collect())
+        }))
+        .unify()
+}
+
 /// `GET /api/{function}`, as the host forwards the original request.
 fn forwarded(
     state: Arc<AppState>,
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     warp::path!("api" / String)
         .and(warp::get())
-        .and(warp::header::headers_cloned())
-        .and_then(move |name: String, headers: HeaderMap| {
+        .and(client_cert_headers())
+        .and_then(move |name: String, headers: ClientCertHeaders| {
             let state = state.clone();
             async move {
                 let function = Function::from_name(&name).ok_or_else(warp::reject::not_found)?;
-                let values: Vec<&[u8]> = headers
-                    .get_all(HEADER_NAME)
-                    .iter()
-                    .map(|v| v.as_bytes())
-                    .collect();
+                let values: Vec<&[u8]> = headers.0.iter().map(HeaderValue::as_bytes).collect();
                 Ok::<_, Rejection>(state.invoke(function, &values).await.into_response())
             }
         })

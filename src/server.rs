@@ -1,15 +1,26 @@
 //! Running the HTTP server until shutdown.
 //!
-//! Owns: the listener, graceful draining and the drain deadline.
+//! Owns: the listener, the per-connection HTTP/1 server, graceful draining and the drain
+//! deadline, and lifting `X-ARR-ClientCert` out of each request before routing.
 //! Must not: build state or read configuration (callers pass both in, so tests run the
 //! same server on `127.0.0.1:0`).
+//!
+//! This is `warp::serve` written out: warp offers no filter that reads every value of one
+//! header without cloning the whole header map, and that clone was the largest cost left
+//! on a cached `/api/cert-info` (see BENCHMARKS.md). Here the values are copied (reference
+//! counted, no byte copies) into a request extension that `routes` reads.
 
 use crate::app::AppState;
-use crate::routes::routes;
+use crate::client_cert::header::HEADER_NAME;
+use crate::routes::{routes, ClientCertHeaders};
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tower_service::Service as _;
 
 /// How long in-flight requests get to finish after a shutdown signal.
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
@@ -21,22 +32,45 @@ pub async fn run(
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
-    let shutdown = async move {
-        shutdown.await;
-        tracing::info!("shutdown signal received; draining in-flight requests");
-        let _ = signalled_tx.send(());
-    };
-    let server = warp::serve(routes(state))
-        .incoming(listener)
-        .graceful(shutdown)
-        .run();
-    tokio::pin!(server);
-    tokio::select! {
-        () = &mut server => return,
-        _ = signalled_rx => {}
+    let service = warp::service(routes(state));
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service = service.clone();
+        let per_request =
+            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                let values: Arc<[warp::http::HeaderValue]> =
+                    req.headers().get_all(HEADER_NAME).iter().cloned().collect();
+                req.extensions_mut().insert(ClientCertHeaders(values));
+                let mut service = service.clone();
+                service.call(req)
+            });
+        let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), per_request);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
     }
-    if tokio::time::timeout(DRAIN_DEADLINE, server).await.is_err() {
+    drop(listener);
+    tracing::info!("shutdown signal received; draining in-flight requests");
+    if tokio::time::timeout(DRAIN_DEADLINE, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!(
             deadline_secs = DRAIN_DEADLINE.as_secs(),
             "drain deadline passed; closing remaining connections"
