@@ -35,19 +35,56 @@ fn readiness() -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clon
         .map(|| json_response(StatusCode::OK, br#"{"status":"ready"}"#.to_vec()))
 }
 
-/// Every `X-ARR-ClientCert` value of a request, lifted out by `crate::server` before
-/// routing (reference-counted copies, in order).
-#[derive(Debug, Clone)]
-pub struct ClientCertHeaders(pub Arc<[HeaderValue]>);
+/// The `X-ARR-ClientCert` values of one request: reference-counted copies of the header
+/// values, never their bytes.
+#[derive(Debug, Clone, Default)]
+pub enum ClientCertHeaders {
+    #[default]
+    Absent,
+    One(HeaderValue),
+    /// Several values: always rejected, kept so the rejection can say how many.
+    Many(Vec<HeaderValue>),
+}
 
-/// The request's `X-ARR-ClientCert` values: from the server's extension, or read from the
+impl ClientCertHeaders {
+    /// Every value of the header in `headers`.
+    pub fn from_headers(headers: &HeaderMap) -> Self {
+        let mut values = headers.get_all(HEADER_NAME).iter();
+        match (values.next(), values.next()) {
+            (None, _) => Self::Absent,
+            (Some(one), None) => Self::One(one.clone()),
+            (Some(_), Some(_)) => {
+                Self::Many(headers.get_all(HEADER_NAME).iter().cloned().collect())
+            }
+        }
+    }
+
+    fn as_slices(&self) -> Vec<&[u8]> {
+        match self {
+            Self::Absent => Vec::new(),
+            Self::One(v) => vec![v.as_bytes()],
+            Self::Many(vs) => vs.iter().map(HeaderValue::as_bytes).collect(),
+        }
+    }
+}
+
+tokio::task_local! {
+    /// Set by `crate::server` around each request, so routing reads the certificate header
+    /// without cloning the header map (warp has no filter for every value of one header).
+    pub static CLIENT_CERT_HEADERS: ClientCertHeaders;
+}
+
+/// The request's `X-ARR-ClientCert` values: from the server's task-local, or read from the
 /// headers when the filters run without it (`warp::test`).
 fn client_cert_headers() -> impl Filter<Extract = (ClientCertHeaders,), Error = Infallible> + Clone
 {
-    warp::ext::get::<ClientCertHeaders>()
-        .or(warp::header::headers_cloned().map(|headers: HeaderMap| {
-            ClientCertHeaders(headers.get_all(HEADER_NAME).iter().cloned().collect())
-        }))
+    warp::any()
+        .and_then(|| async {
+            CLIENT_CERT_HEADERS
+                .try_with(Clone::clone)
+                .map_err(|_| warp::reject())
+        })
+        .or(warp::header::headers_cloned().map(|h: HeaderMap| ClientCertHeaders::from_headers(&h)))
         .unify()
 }
 
@@ -62,7 +99,7 @@ fn forwarded(
             let state = state.clone();
             async move {
                 let function = Function::from_name(&name).ok_or_else(warp::reject::not_found)?;
-                let values: Vec<&[u8]> = headers.0.iter().map(HeaderValue::as_bytes).collect();
+                let values = headers.as_slices();
                 Ok::<_, Rejection>(state.invoke(function, &values).await.into_response())
             }
         })

@@ -8,11 +8,10 @@
 //! This is `warp::serve` written out: warp offers no filter that reads every value of one
 //! header without cloning the whole header map, and that clone was the largest cost left
 //! on a cached `/api/cert-info` (see BENCHMARKS.md). Here the values are copied (reference
-//! counted, no byte copies) into a request extension that `routes` reads.
+//! counted, no byte copies) into a task-local that `routes` reads while the request runs.
 
 use crate::app::AppState;
-use crate::client_cert::header::HEADER_NAME;
-use crate::routes::{routes, ClientCertHeaders};
+use crate::routes::{routes, ClientCertHeaders, CLIENT_CERT_HEADERS};
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -50,12 +49,10 @@ pub async fn run(
         };
         let service = service.clone();
         let per_request =
-            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                let values: Arc<[warp::http::HeaderValue]> =
-                    req.headers().get_all(HEADER_NAME).iter().cloned().collect();
-                req.extensions_mut().insert(ClientCertHeaders(values));
+            hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let headers = ClientCertHeaders::from_headers(req.headers());
                 let mut service = service.clone();
-                service.call(req)
+                CLIENT_CERT_HEADERS.scope(headers, service.call(req))
             });
         let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), per_request);
         let connection = graceful.watch(connection);

@@ -16,10 +16,14 @@ use std::sync::Arc;
 /// Runs the handler until SIGTERM or Ctrl-C.
 pub fn serve() -> ExitCode {
     let env = ProcessEnv;
-    crate::telemetry::init(
-        env.get("LOG_FORMAT")
-            .is_some_and(|f| f.eq_ignore_ascii_case("json")),
-    );
+    let log_format = env.get("LOG_FORMAT").map(|f| f.trim().to_ascii_lowercase());
+    crate::telemetry::init(log_format.as_deref() == Some("json"));
+    if let Some(other) = log_format.filter(|f| f != "json" && f != "text") {
+        return fatal(&ConfigError::invalid(
+            "LOG_FORMAT",
+            format!("{other:?} is neither text nor json"),
+        ));
+    }
     let config = match Config::from_env(&env) {
         Ok(c) => c,
         Err(e) => return fatal(&e),

@@ -287,6 +287,13 @@ fn a_bad_thumbprint_setting_stops_start_up_naming_the_setting() {
 }
 
 #[test]
+fn an_unknown_log_format_stops_start_up_naming_the_setting() {
+    let (status, _, stderr) = run_to_exit(&[("LOG_FORMAT", "xml")], &[]);
+    assert!(!status.success());
+    assert!(stderr.contains("LOG_FORMAT"), "{stderr}");
+}
+
+#[test]
 fn an_unreadable_ca_path_stops_start_up_naming_the_setting() {
     let (status, _, stderr) = run_to_exit(&[("CLIENT_CERT_CA_PATH", "/nonexistent/ca.pem")], &[]);
     assert!(!status.success());
