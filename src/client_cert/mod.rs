@@ -22,13 +22,13 @@ pub mod header;
 mod info;
 mod policy;
 pub mod revocation;
+mod trust;
 
 pub use error::{CertError, Malformed};
 pub use info::CertificateInfo;
-pub use policy::{
-    sha256, Policy, Thumbprint, ThumbprintError, TrustAnchors, TrustError, VerifiedChain,
-};
+pub use policy::{sha256, Policy, Thumbprint, ThumbprintError};
 pub use revocation::{Crl, CrlError, CrlSet, Revocation, RevocationStatus};
+pub use trust::{TrustAnchors, TrustError, VerifiedChain};
 
 use serde::Serialize;
 use x509_parser::certificate::X509Certificate;

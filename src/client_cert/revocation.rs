@@ -18,7 +18,7 @@
 //!
 //! Must not: read files, fetch URLs, read the clock or log (see `crate::crl_store`).
 
-use super::policy::{TrustAnchors, VerifiedChain};
+use super::trust::{TrustAnchors, VerifiedChain};
 use super::CertError;
 use openssl::x509::{X509Crl, X509};
 use std::collections::{HashMap, HashSet};
