@@ -32,6 +32,9 @@ struct Inner {
     /// request skips base64 decoding and hashing. Only ever points at live entries, and
     /// only at acceptances: callers cannot fill it with headers of their choosing.
     aliases: HashMap<Box<[u8]>, [u8; 32], foldhash::fast::RandomState>,
+    /// When expired entries were last swept out (Unix seconds): a full cache is swept at
+    /// most once a second, so a flood of new certificates cannot make every insert scan it.
+    last_sweep: i64,
 }
 
 impl Inner {
@@ -116,14 +119,17 @@ impl ValidationCache {
         };
         let mut inner = self.write();
         if inner.entries.len() >= self.capacity && !inner.entries.contains_key(&key) {
-            let stale: Vec<[u8; 32]> = inner
-                .entries
-                .iter()
-                .filter(|(_, e)| e.usable_until < now)
-                .map(|(k, _)| *k)
-                .collect();
-            for k in &stale {
-                inner.remove(k);
+            if now > inner.last_sweep {
+                inner.last_sweep = now;
+                let stale: Vec<[u8; 32]> = inner
+                    .entries
+                    .iter()
+                    .filter(|(_, e)| e.usable_until < now)
+                    .map(|(k, _)| *k)
+                    .collect();
+                for k in &stale {
+                    inner.remove(k);
+                }
             }
             if inner.entries.len() >= self.capacity {
                 // Still full of live entries: drop one arbitrary entry (HashMap order is
@@ -279,6 +285,17 @@ mod tests {
         cache.insert([8; 32], &Err(CertError::NotAllowlisted), Some(b"QUJD"), 10);
         assert!(cache.get(&[8; 32], 10).is_some());
         assert!(cache.get_by_header(b"QUJD", 10).is_none());
+    }
+
+    #[test]
+    fn expired_entries_make_room_before_a_live_one_is_evicted() {
+        let cache = ValidationCache::new(2, 3600);
+        cache.insert([1; 32], &accepted(0, 5), None, 1);
+        cache.insert([2; 32], &accepted(0, 100), None, 1);
+        cache.insert([3; 32], &accepted(0, 100), None, 10);
+        assert!(cache.get(&[2; 32], 10).is_some());
+        assert!(cache.get(&[3; 32], 10).is_some());
+        assert_eq!(cache.len(), 2);
     }
 
     #[test]
