@@ -291,7 +291,7 @@ impl Refresher {
             };
             let entry = self.fetched.entry(url.clone()).or_default();
             let parsed = result.and_then(|bytes| {
-                let digest = openssl::sha::sha256(&bytes);
+                let digest = crate::client_cert::sha256(&bytes);
                 let crls = split_crl_file(&bytes)?
                     .iter()
                     .map(|der| Crl::verify(der, trust, &url).map(Arc::new))

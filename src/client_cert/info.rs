@@ -77,11 +77,7 @@ impl CertificateInfo {
             common_names,
             subject: cert.subject().to_string(),
             issuer: cert.issuer().to_string(),
-            serial_number: cert
-                .raw_serial()
-                .iter()
-                .map(|b| format!("{b:02X}"))
-                .collect(),
+            serial_number: hex_upper(cert.raw_serial()),
             not_before: cert.validity().not_before.timestamp(),
             not_after: cert.validity().not_after.timestamp(),
             dns_names,
@@ -89,6 +85,11 @@ impl CertificateInfo {
             is_ca: cert.is_ca(),
         }
     }
+}
+
+/// Uppercase hex without separators, as serial numbers and thumbprints are shown.
+pub(crate) fn hex_upper(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02X}")).collect()
 }
 
 pub(crate) fn eku_names(eku: &x509_parser::extensions::ExtendedKeyUsage<'_>) -> Vec<String> {

@@ -18,7 +18,8 @@
 //!
 //! Must not: read files, fetch URLs, read the clock or log (see `crate::crl_store`).
 
-use super::trust::{TrustAnchors, VerifiedChain};
+use super::info::hex_upper;
+use super::trust::{unsigned, TrustAnchors, VerifiedChain};
 use super::CertError;
 use openssl::x509::{X509Crl, X509};
 use std::collections::{HashMap, HashSet};
@@ -106,7 +107,7 @@ impl Crl {
         let issuer_key = cert_key(signer).ok_or_else(|| unparsable("digest failed".into()))?;
         let revoked = parsed
             .iter_revoked_certificates()
-            .map(|r| unsigned(r.raw_serial()))
+            .map(|r| unsigned(r.raw_serial()).to_vec())
             .collect();
         Ok(Self {
             issuer_key,
@@ -404,7 +405,7 @@ pub fn http_distribution_points(der: &[u8]) -> Vec<String> {
 
 /// SHA-256 of a certificate's DER: how CRLs are tied to the CA that signed them.
 fn cert_key(cert: &X509) -> Option<[u8; 32]> {
-    cert.to_der().ok().map(|der| openssl::sha::sha256(&der))
+    cert.to_der().ok().map(|der| super::sha256(&der))
 }
 
 fn name_of(cert: &X509) -> String {
@@ -418,23 +419,14 @@ fn name_of(cert: &X509) -> String {
         .unwrap_or_default()
 }
 
-fn unsigned(raw: &[u8]) -> Vec<u8> {
-    let start = raw.iter().position(|b| *b != 0).unwrap_or(raw.len());
-    raw[start..].to_vec()
-}
-
-fn hex_upper(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02X}")).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn leading_zero_bytes_of_a_serial_are_ignored() {
-        assert_eq!(unsigned(&[0, 0, 0x81, 2]), vec![0x81, 2]);
-        assert_eq!(unsigned(&[0]), Vec::<u8>::new());
+        assert_eq!(unsigned(&[0, 0, 0x81, 2]), [0x81, 2]);
+        assert_eq!(unsigned(&[0]), [0u8; 0]);
     }
 
     #[test]

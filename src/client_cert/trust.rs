@@ -327,7 +327,7 @@ fn authority_key_id<'a>(cert: &'a X509Certificate<'_>) -> Option<&'a [u8]> {
 }
 
 /// A DER INTEGER's content without its sign-padding zero bytes.
-fn unsigned(raw: &[u8]) -> &[u8] {
+pub(super) fn unsigned(raw: &[u8]) -> &[u8] {
     let start = raw.iter().position(|b| *b != 0).unwrap_or(raw.len());
     &raw[start..]
 }

@@ -9,7 +9,6 @@
 //! ([`ensure_legacy_provider`]), without which OpenSSL 3 cannot decrypt legacy PKCS#12.
 
 use openssl::error::ErrorStack;
-use openssl::hash::MessageDigest;
 use openssl::pkcs12::Pkcs12;
 use openssl::pkey::{PKey, Private};
 use openssl::provider::Provider;
@@ -176,12 +175,7 @@ fn assemble(
     let leaf = chain.remove(leaf_index);
     let bad = |e: String| KeyMaterialError::BadCertificate { reason: e };
     let der = leaf.to_der().map_err(|e| bad(first_reason(&e)))?;
-    let thumbprint = leaf
-        .digest(MessageDigest::sha1())
-        .map_err(|e| bad(first_reason(&e)))?
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect::<String>();
+    let thumbprint = crate::client_cert::Thumbprint::of_der(&der).0.to_string();
     let (_, parsed) = x509_parser::parse_x509_certificate(&der).map_err(|e| bad(e.to_string()))?;
     let common_name = parsed
         .subject()
