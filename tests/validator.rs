@@ -5,10 +5,19 @@ mod common;
 
 use common::{now, pinned, policy, TestPki, PARTNER_CN};
 use mtls_handler::client_cert::{
-    validate, validate_header, CertError, Malformed, MatchedBy, Thumbprint, TrustAnchors,
+    validate, validate_header, Accepted, CertError, Malformed, MatchedBy, Thumbprint, TrustAnchors,
 };
-use mtls_handler::pki::{CertSpec, Eku, KeyKind};
+use mtls_handler::pki::{CertSpec, Eku, Issued, KeyKind};
 use openssl::nid::Nid;
+
+/// `cert` checked now against a policy allowlisting the partner CN and trusting `pki`.
+fn against_partner_policy(pki: &TestPki, cert: &Issued) -> Result<Accepted, CertError> {
+    validate(
+        &cert.der(),
+        &policy(&[PARTNER_CN], Some(pki.anchors())),
+        now(),
+    )
+}
 
 fn sha1(der: &[u8]) -> Thumbprint {
     Thumbprint::of_der(der).0
@@ -24,12 +33,7 @@ fn sha256(der: &[u8]) -> Thumbprint {
 fn certificate_from_a_trusted_ca_with_an_allowlisted_common_name_is_accepted() {
     let pki = TestPki::new();
     let client = pki.client(PARTNER_CN);
-    let ok = validate(
-        &client.der(),
-        &policy(&[PARTNER_CN], Some(pki.anchors())),
-        now(),
-    )
-    .unwrap();
+    let ok = against_partner_policy(&pki, &client).unwrap();
     assert_eq!(ok.matched_by, MatchedBy::CommonName);
     assert_eq!(ok.info.common_name(), Some(PARTNER_CN));
     assert_eq!(ok.info.thumbprint_sha1, sha1(&client.der()).to_string());
@@ -39,12 +43,7 @@ fn certificate_from_a_trusted_ca_with_an_allowlisted_common_name_is_accepted() {
 fn common_name_matching_ignores_ascii_case() {
     let pki = TestPki::new();
     let client = pki.client("API-Client.Contoso.COM");
-    assert!(validate(
-        &client.der(),
-        &policy(&[PARTNER_CN], Some(pki.anchors())),
-        now()
-    )
-    .is_ok());
+    assert!(against_partner_policy(&pki, &client).is_ok());
 }
 
 #[test]
@@ -82,12 +81,7 @@ fn an_rsa_partner_certificate_is_accepted() {
         .with_key(KeyKind::Rsa2048)
         .issued_by(&pki.issuing)
         .unwrap();
-    assert!(validate(
-        &client.der(),
-        &policy(&[PARTNER_CN], Some(pki.anchors())),
-        now()
-    )
-    .is_ok());
+    assert!(against_partner_policy(&pki, &client).is_ok());
 }
 
 #[test]
@@ -130,11 +124,7 @@ fn extended_key_usage_any_or_absent_allows_client_auth() {
             .with_ekus(ekus.clone())
             .issued_by(&pki.issuing)
             .unwrap();
-        let result = validate(
-            &client.der(),
-            &policy(&[PARTNER_CN], Some(pki.anchors())),
-            now(),
-        );
+        let result = against_partner_policy(&pki, &client);
         assert!(result.is_ok(), "{ekus:?}: {result:?}");
     }
 }
@@ -155,12 +145,7 @@ fn the_accepted_window_ends_at_the_earliest_not_after_on_the_chain() {
 fn a_self_signed_certificate_with_an_allowlisted_common_name_is_rejected() {
     let pki = TestPki::new();
     let forged = CertSpec::leaf(PARTNER_CN, now(), 30).self_signed().unwrap();
-    let err = validate(
-        &forged.der(),
-        &policy(&[PARTNER_CN], Some(pki.anchors())),
-        now(),
-    )
-    .unwrap_err();
+    let err = against_partner_policy(&pki, &forged).unwrap_err();
     assert!(matches!(err, CertError::UntrustedChain { .. }), "{err:?}");
 }
 
@@ -178,12 +163,7 @@ fn a_certificate_from_a_forged_ca_with_the_trusted_cas_name_is_rejected() {
     let forged = CertSpec::leaf(PARTNER_CN, now(), 30)
         .issued_by(&fake_ca)
         .unwrap();
-    let err = validate(
-        &forged.der(),
-        &policy(&[PARTNER_CN], Some(pki.anchors())),
-        now(),
-    )
-    .unwrap_err();
+    let err = against_partner_policy(&pki, &forged).unwrap_err();
     // OpenSSL refuses it before or at the signature check (the key identifiers differ too).
     assert!(matches!(err, CertError::UntrustedChain { .. }), "{err:?}");
 }
@@ -198,12 +178,7 @@ fn a_forged_certificate_without_key_identifiers_fails_the_signature_check() {
         .without_authority_key_id()
         .issued_by(&fake_ca)
         .unwrap();
-    let err = validate(
-        &forged.der(),
-        &policy(&[PARTNER_CN], Some(pki.anchors())),
-        now(),
-    )
-    .unwrap_err();
+    let err = against_partner_policy(&pki, &forged).unwrap_err();
     match err {
         CertError::UntrustedChain { reason, .. } => {
             assert!(reason.contains("signature"), "{reason}")
@@ -219,12 +194,7 @@ fn a_genuine_certificate_without_key_identifiers_is_accepted() {
         .without_authority_key_id()
         .issued_by(&pki.issuing)
         .unwrap();
-    assert!(validate(
-        &client.der(),
-        &policy(&[PARTNER_CN], Some(pki.anchors())),
-        now()
-    )
-    .is_ok());
+    assert!(against_partner_policy(&pki, &client).is_ok());
 }
 
 #[test]
@@ -435,12 +405,7 @@ fn a_subject_with_two_common_names_never_matches_by_common_name() {
             )
             .issued_by(&pki.issuing)
             .unwrap();
-        let err = validate(
-            &client.der(),
-            &policy(&[PARTNER_CN], Some(pki.anchors())),
-            now(),
-        )
-        .unwrap_err();
+        let err = against_partner_policy(&pki, &client).unwrap_err();
         assert_eq!(err, CertError::NotAllowlisted, "{order:?}");
     }
 }
@@ -452,12 +417,7 @@ fn a_subject_without_a_common_name_never_matches_by_common_name() {
         .with_subject(vec![(Nid::ORGANIZATIONNAME, PARTNER_CN.to_owned())])
         .issued_by(&pki.issuing)
         .unwrap();
-    let err = validate(
-        &client.der(),
-        &policy(&[PARTNER_CN], Some(pki.anchors())),
-        now(),
-    )
-    .unwrap_err();
+    let err = against_partner_policy(&pki, &client).unwrap_err();
     assert_eq!(err, CertError::NotAllowlisted);
 }
 
@@ -475,12 +435,7 @@ fn common_names_with_nul_prefix_suffix_or_padding_do_not_match() {
     ];
     for cn in tricks {
         let client = pki.client(&cn);
-        let err = validate(
-            &client.der(),
-            &policy(&[PARTNER_CN], Some(pki.anchors())),
-            now(),
-        )
-        .unwrap_err();
+        let err = against_partner_policy(&pki, &client).unwrap_err();
         assert_eq!(err, CertError::NotAllowlisted, "{cn:?}");
     }
 }
