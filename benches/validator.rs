@@ -10,10 +10,10 @@
 //! Run: `cargo bench --bench validator`.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use mtls_handler::cache::ValidationCache;
-use mtls_handler::client_cert::{header, validate, Policy, TrustAnchors};
+use mtls_handler::inbound::cache::ValidationCache;
+use mtls_handler::inbound::client_cert::{header, validate, Policy, TrustAnchors};
 use mtls_handler::inbound::InboundGate;
-use mtls_handler::pki::{generate_key, CertSpec, Issued, KeyKind};
+use mtls_handler::tools::pki::{generate_key, CertSpec, Issued, KeyKind};
 use std::collections::HashSet;
 use std::hint::black_box;
 

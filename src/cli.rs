@@ -45,8 +45,8 @@ pub enum Command {
         #[arg(long)]
         tls_key: PathBuf,
         /// `required` fails the handshake without a certificate; `optional` forwards without.
-        #[arg(long, value_enum, default_value_t = crate::front_end::Mode::Required)]
-        mode: crate::front_end::Mode,
+        #[arg(long, value_enum, default_value_t = crate::tools::front_end::Mode::Required)]
+        mode: crate::tools::front_end::Mode,
     },
     /// Explain what the configured inbound policy decides for one certificate (PEM, DER or
     /// the header's base64). Exit 0 accepted, 1 rejected, 2 unreadable input or settings.
@@ -60,21 +60,21 @@ pub enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        None | Some(Command::Serve) => crate::start::serve(),
-        Some(Command::DevCerts { out, force }) => crate::dev_certs::run(&out, force),
+        None | Some(Command::Serve) => crate::host::start::serve(),
+        Some(Command::DevCerts { out, force }) => crate::tools::dev_certs::run(&out, force),
         Some(Command::FrontEnd {
             listen,
             backend,
             tls_cert,
             tls_key,
             mode,
-        }) => crate::front_end::run(&crate::front_end::Options {
+        }) => crate::tools::front_end::run(&crate::tools::front_end::Options {
             listen,
             backend,
             tls_cert,
             tls_key,
             mode,
         }),
-        Some(Command::Inspect { file }) => crate::inspect::run(file.as_deref()),
+        Some(Command::Inspect { file }) => crate::tools::inspect::run(file.as_deref()),
     }
 }

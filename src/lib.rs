@@ -24,23 +24,11 @@
 
 #![forbid(unsafe_code)]
 
-pub mod answer;
-pub mod app;
-pub mod cache;
 pub mod cli;
-pub mod client_cert;
-pub mod config;
-pub mod crl_store;
-pub mod dev_certs;
-pub mod front_end;
-pub mod functions_host;
-pub mod http_error;
+pub mod host;
 pub mod inbound;
-pub mod inspect;
 pub mod outbound;
-pub mod pki;
 pub mod pki_files;
-pub mod routes;
-pub mod server;
-pub mod start;
+pub mod settings;
 pub mod telemetry;
+pub mod tools;

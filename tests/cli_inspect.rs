@@ -34,7 +34,7 @@ fn a_trusted_partner_certificate_is_accepted_with_exit_0_and_its_identity_printe
         stderr(&out)
     );
     let text = stdout(&out);
-    let (sha1, sha256) = mtls_handler::client_cert::Thumbprint::of_der(&pki.client.der());
+    let (sha1, sha256) = mtls_handler::inbound::client_cert::Thumbprint::of_der(&pki.client.der());
     assert!(text.contains(&sha1.to_string()), "{text}");
     assert!(text.contains(&sha256.to_string()), "{text}");
     assert!(text.contains("CN=api-client.contoso.com"), "{text}");
@@ -50,7 +50,7 @@ fn an_expired_certificate_is_rejected_with_exit_1_the_code_and_the_expiry_date()
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     let text = stdout(&out);
     assert!(text.contains("REJECTED (403, code expired)"), "{text}");
-    let not_after = mtls_handler::app::rfc3339(now() - 86_400);
+    let not_after = mtls_handler::host::app::rfc3339(now() - 86_400);
     // The expiry is printed as a date, to the day (the second may differ by one).
     assert!(text.contains(&not_after[..10]), "{text}");
 }
@@ -91,7 +91,7 @@ fn a_der_file_is_read() {
 #[test]
 fn a_pinned_certificate_is_accepted_by_thumbprint_without_any_ca() {
     let pki = Pki::new();
-    let (_, sha256) = mtls_handler::client_cert::Thumbprint::of_der(&pki.untrusted.der());
+    let (_, sha256) = mtls_handler::inbound::client_cert::Thumbprint::of_der(&pki.untrusted.der());
     let pin = sha256.to_string();
     let path = pki.path_str("untrusted.pem");
     let out = run_handler(

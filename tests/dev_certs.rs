@@ -5,7 +5,7 @@
 mod e2e;
 
 use e2e::*;
-use mtls_handler::dev_certs::FILES;
+use mtls_handler::tools::dev_certs::FILES;
 use std::path::Path;
 use std::process::Command;
 
@@ -61,7 +61,7 @@ fn the_certificates_carry_the_names_and_usages_the_demo_relies_on() {
     let read = |name: &str| {
         let pem = std::fs::read(tmp.path().join(name)).unwrap();
         let cert = openssl::x509::X509::from_pem(&pem).unwrap();
-        mtls_handler::client_cert::describe(&cert.to_der().unwrap()).unwrap()
+        mtls_handler::inbound::client_cert::describe(&cert.to_der().unwrap()).unwrap()
     };
     let client = read("client.pem");
     assert_eq!(client.common_names, vec!["api-client.contoso.com"]);

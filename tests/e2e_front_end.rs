@@ -31,7 +31,7 @@ fn accepted_partner_gets_cert_info_with_its_own_thumbprint() {
     );
     assert_eq!((r.exit, r.status), (0, 200), "{r:?}");
     let body = r.json();
-    let (sha1, sha256) = mtls_handler::client_cert::Thumbprint::of_der(&pki.client.der());
+    let (sha1, sha256) = mtls_handler::inbound::client_cert::Thumbprint::of_der(&pki.client.der());
     assert_eq!(body["thumbprint"], sha1.to_string());
     assert_eq!(body["thumbprintSha256"], sha256.to_string());
     assert_eq!(body["commonName"], CLIENT_CN);
@@ -167,7 +167,7 @@ fn a_request_body_over_the_limit_gets_413_without_reaching_the_backend() {
     let big = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(
         big.path(),
-        vec![b'a'; mtls_handler::front_end::MAX_REQUEST_BODY + 1],
+        vec![b'a'; mtls_handler::tools::front_end::MAX_REQUEST_BODY + 1],
     )
     .unwrap();
     let data = format!("@{}", big.path().display());

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{now, run_to_exit, write, Handler, TestPki, PARTNER_CN};
-use mtls_handler::pki::CertSpec;
+use mtls_handler::tools::pki::CertSpec;
 use serde_json::{json, Value};
 
 fn client() -> reqwest::Client {
@@ -88,7 +88,7 @@ async fn cert_info_describes_an_accepted_partner_in_forwarding_mode() {
         .unwrap();
     let (status, body) = get(&h, "/api/cert-info", Some(&partner.header_value())).await;
     assert_eq!(status, 200, "{body}");
-    let info = mtls_handler::client_cert::describe(&partner.der()).unwrap();
+    let info = mtls_handler::inbound::client_cert::describe(&partner.der()).unwrap();
     assert_eq!(body["thumbprint"], info.thumbprint_sha1);
     assert_eq!(body["thumbprintSha256"], info.thumbprint_sha256);
     assert_eq!(body["commonName"], PARTNER_CN);
@@ -356,7 +356,7 @@ async fn each_rejection_is_logged_once_with_its_code_and_thumbprint() {
     let stranger = CertSpec::leaf("stranger", now(), 30).self_signed().unwrap();
     get(&h, "/api/cert-info", Some(&stranger.header_value())).await;
     get(&h, "/api/cert-info", Some(&stranger.header_value())).await; // second: from the cache
-    let tp = mtls_handler::client_cert::describe(&stranger.der())
+    let tp = mtls_handler::inbound::client_cert::describe(&stranger.der())
         .unwrap()
         .thumbprint_sha1;
     let log = h.log_text();

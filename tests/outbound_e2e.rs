@@ -4,7 +4,7 @@
 #[path = "support/outbound.rs"]
 mod outbound_support;
 
-use mtls_handler::pki::CertSpec;
+use mtls_handler::tools::pki::CertSpec;
 use outbound_support::*;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

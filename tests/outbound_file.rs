@@ -5,7 +5,7 @@
 #[path = "support/outbound.rs"]
 mod outbound_support;
 
-use mtls_handler::http_error::ApiError;
+use mtls_handler::host::http_error::ApiError;
 use mtls_handler::outbound::{NetworkOverrides, Outbound, OutboundError};
 use outbound_support::*;
 use std::path::Path;
@@ -202,7 +202,7 @@ async fn a_corrupt_pkcs12_answers_503() {
 async fn an_expired_certificate_is_not_used() {
     let w = World::new().await;
     let n = now();
-    let leaf = mtls_handler::pki::CertSpec::leaf("outbound-expired", n, 1)
+    let leaf = mtls_handler::tools::pki::CertSpec::leaf("outbound-expired", n, 1)
         .with_validity(n - 86_400 * 10, n - 60)
         .issued_by(&w.pki.client_ca)
         .unwrap();
@@ -292,7 +292,7 @@ async fn an_unreachable_partner_is_a_502_with_its_own_code() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_certificate_the_partner_does_not_trust_fails_the_handshake_as_a_502() {
     let w = World::new().await;
-    let stranger = mtls_handler::pki::CertSpec::leaf("stranger", now(), 5)
+    let stranger = mtls_handler::tools::pki::CertSpec::leaf("stranger", now(), 5)
         .self_signed()
         .unwrap();
     let path = write(&w.path("id.pfx"), &stranger.pkcs12("", &[]).unwrap());

@@ -7,7 +7,7 @@
 #[path = "support/outbound.rs"]
 mod outbound_support;
 
-use mtls_handler::http_error::ApiError;
+use mtls_handler::host::http_error::ApiError;
 use mtls_handler::outbound::{Outbound, OutboundConfig, OutboundError};
 use outbound_support::*;
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! Property tests over the real routes (`mtls_handler::routes::routes` through
+//! Property tests over the real routes (`mtls_handler::host::routes::routes` through
 //! `warp::test`), with the real start-up path building the state from settings: a trusted
 //! CA, a pinned certificate and current CRLs, so every branch of the gate is reachable.
 //!
@@ -12,9 +12,9 @@
 mod common;
 
 use common::{crl, now, write, TestPki, PARTNER_CN};
-use mtls_handler::app::AppState;
-use mtls_handler::config::Config;
-use mtls_handler::pki::{CertSpec, Issued};
+use mtls_handler::host::app::AppState;
+use mtls_handler::settings::Config;
+use mtls_handler::tools::pki::{CertSpec, Issued};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, TestRunner};
 use serde_json::{json, Value};
@@ -44,7 +44,7 @@ fn fixture() -> Fixture {
     crls.extend(crl(&pki.issuing, &[], t - 60, t + 86_400).to_pem().unwrap());
     let ca = write(dir.path(), "ca.pem", &pki.ca_bundle_pem());
     let crl_path = write(dir.path(), "crls.pem", &crls);
-    let pin = mtls_handler::client_cert::Thumbprint::of_der(&pinned.der())
+    let pin = mtls_handler::inbound::client_cert::Thumbprint::of_der(&pinned.der())
         .1
         .to_string();
     let env: HashMap<String, String> = [
@@ -62,7 +62,7 @@ fn fixture() -> Fixture {
         .unwrap();
     let state = {
         let _guard = rt.enter();
-        mtls_handler::start::build_state(&config).unwrap()
+        mtls_handler::host::start::build_state(&config).unwrap()
     };
     Fixture {
         rt,
@@ -75,7 +75,7 @@ fn fixture() -> Fixture {
 
 impl Fixture {
     fn forwarded(&self, header: Option<HeaderValue>) -> (u16, Value) {
-        let filter = mtls_handler::routes::routes(self.state.clone());
+        let filter = mtls_handler::host::routes::routes(self.state.clone());
         let mut req = warp::test::request().method("GET").path("/api/cert-info");
         if let Some(v) = header {
             req = req.header("X-ARR-ClientCert", v);
@@ -86,7 +86,7 @@ impl Fixture {
     }
 
     fn invoke(&self, function: &str, body: Vec<u8>) -> (u16, Value) {
-        let filter = mtls_handler::routes::routes(self.state.clone());
+        let filter = mtls_handler::host::routes::routes(self.state.clone());
         let req = warp::test::request()
             .method("POST")
             .path(&format!("/{function}"))

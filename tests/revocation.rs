@@ -5,12 +5,12 @@
 mod common;
 
 use common::{crl, now, policy, write, Handler, TestPki, PARTNER_CN};
-use mtls_handler::client_cert::revocation::check_chain;
-use mtls_handler::client_cert::{
+use mtls_handler::inbound::client_cert::revocation::check_chain;
+use mtls_handler::inbound::client_cert::{
     validate_with_revocation, CertError, Crl, CrlError, CrlSet, Revocation, RevocationStatus,
     Thumbprint, TrustAnchors,
 };
-use mtls_handler::pki::{CertSpec, Issued};
+use mtls_handler::tools::pki::{CertSpec, Issued};
 use openssl::x509::X509Crl;
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -41,7 +41,7 @@ fn current_crls(pki: &TestPki, revoked_by_issuing: &[&Issued]) -> (X509Crl, X509
 
 fn check(
     der: &[u8],
-    p: &mtls_handler::client_cert::Policy,
+    p: &mtls_handler::inbound::client_cert::Policy,
     set: &CrlSet,
     fail_open: bool,
 ) -> Result<RevocationStatus, CertError> {
@@ -652,7 +652,7 @@ fn an_oversized_crl_download_is_abandoned_with_or_without_a_declared_length() {
         "/root.crl",
         crl(&pki.root, &[], t - 60, t + DAY).to_der().unwrap(),
     );
-    let huge = vec![0x30; mtls_handler::crl_store::MAX_CRL_BYTES + 1024];
+    let huge = vec![0x30; mtls_handler::inbound::crl_store::MAX_CRL_BYTES + 1024];
     for no_length in [false, true] {
         server.serve_route(
             "/issuing.crl",

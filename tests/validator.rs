@@ -4,10 +4,10 @@
 mod common;
 
 use common::{now, pinned, policy, TestPki, PARTNER_CN};
-use mtls_handler::client_cert::{
+use mtls_handler::inbound::client_cert::{
     validate, validate_header, Accepted, CertError, Malformed, MatchedBy, Thumbprint, TrustAnchors,
 };
-use mtls_handler::pki::{CertSpec, Eku, Issued, KeyKind};
+use mtls_handler::tools::pki::{CertSpec, Eku, Issued, KeyKind};
 use openssl::nid::Nid;
 
 /// `cert` checked now against a policy allowlisting the partner CN and trusting `pki`.
@@ -363,7 +363,7 @@ fn a_certificate_with_only_server_auth_is_rejected_for_client_auth() {
         .with_ekus(Some(vec![Eku::ServerAuth]))
         .issued_by(&pki.issuing)
         .unwrap();
-    let p = mtls_handler::client_cert::Policy {
+    let p = mtls_handler::inbound::client_cert::Policy {
         thumbprints: [sha1(&server.der())].into_iter().collect(),
         ..policy(&[PARTNER_CN], Some(pki.anchors()))
     };
@@ -380,7 +380,7 @@ fn a_certificate_with_only_server_auth_is_rejected_for_client_auth() {
 fn a_ca_certificate_is_never_a_client_certificate_even_when_pinned() {
     let pki = TestPki::new();
     let der = pki.issuing.der();
-    let p = mtls_handler::client_cert::Policy {
+    let p = mtls_handler::inbound::client_cert::Policy {
         thumbprints: [sha1(&der)].into_iter().collect(),
         ..policy(&["Test Issuing CA"], Some(pki.anchors()))
     };

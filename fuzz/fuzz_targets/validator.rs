@@ -10,8 +10,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mtls_handler::client_cert::revocation::{http_distribution_points, split_crl_file};
-use mtls_handler::client_cert::{
+use mtls_handler::inbound::client_cert::revocation::{http_distribution_points, split_crl_file};
+use mtls_handler::inbound::client_cert::{
     describe, validate_header, validate_with_revocation, Crl, CrlSet, Policy, Revocation,
     Thumbprint, TrustAnchors,
 };

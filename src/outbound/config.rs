@@ -6,7 +6,7 @@
 //! Must not: read certificates or keys (only `REMOTE_API_CA_PATH` is checked for
 //! readability, so a bad path fails start-up), or keep secrets printable.
 
-use crate::config::{parse_number, ConfigError, EnvSource};
+use crate::settings::{parse_number, ConfigError, EnvSource};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;

@@ -175,7 +175,9 @@ fn assemble(
     let leaf = chain.remove(leaf_index);
     let bad = |e: String| KeyMaterialError::BadCertificate { reason: e };
     let der = leaf.to_der().map_err(|e| bad(first_reason(&e)))?;
-    let thumbprint = crate::client_cert::Thumbprint::of_der(&der).0.to_string();
+    let thumbprint = crate::inbound::client_cert::Thumbprint::of_der(&der)
+        .0
+        .to_string();
     let (_, parsed) = x509_parser::parse_x509_certificate(&der).map_err(|e| bad(e.to_string()))?;
     let common_name = parsed
         .subject()
@@ -210,11 +212,11 @@ fn first_reason(e: &ErrorStack) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pki::CertSpec;
+    use crate::tools::pki::CertSpec;
 
     const NOW: i64 = 1_750_000_000;
 
-    fn issued() -> (crate::pki::Issued, crate::pki::Issued) {
+    fn issued() -> (crate::tools::pki::Issued, crate::tools::pki::Issued) {
         let ca = CertSpec::ca("Test CA", NOW, 30).self_signed().unwrap();
         let leaf = CertSpec::leaf("outbound.example", NOW, 10)
             .issued_by(&ca)

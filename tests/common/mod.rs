@@ -2,8 +2,8 @@
 //! binary started on a free loopback port.
 #![allow(dead_code, unreachable_pub)]
 
-use mtls_handler::client_cert::{Policy, Thumbprint, TrustAnchors};
-use mtls_handler::pki::{CertSpec, Issued};
+use mtls_handler::inbound::client_cert::{Policy, Thumbprint, TrustAnchors};
+use mtls_handler::tools::pki::{CertSpec, Issued};
 use std::collections::HashSet;
 use std::io::Read;
 use std::net::TcpListener;

@@ -5,7 +5,7 @@
 //! `#[path = "support/e2e.rs"] mod e2e;`.
 #![allow(dead_code)]
 
-use mtls_handler::pki::{CertSpec, Eku, Issued};
+use mtls_handler::tools::pki::{CertSpec, Eku, Issued};
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

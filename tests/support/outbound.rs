@@ -18,7 +18,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use mtls_handler::outbound::{NetworkOverrides, OutboundConfig};
-use mtls_handler::pki::{CertSpec, Eku, Issued};
+use mtls_handler::tools::pki::{CertSpec, Eku, Issued};
 use openssl::hash::MessageDigest;
 use openssl::ssl::{Ssl, SslAcceptor, SslMethod, SslVerifyMode};
 use openssl::x509::store::X509StoreBuilder;
@@ -43,7 +43,7 @@ pub const ACCESS_TOKEN: &str = "test-access-token";
 const CHILD_MARKER: &str = "MTLS_OUTBOUND_TEST_CHILD";
 
 pub fn now() -> i64 {
-    mtls_handler::app::system_clock()
+    mtls_handler::host::app::system_clock()
 }
 
 pub fn thumbprint(cert: &X509) -> String {

@@ -10,7 +10,7 @@
 //! Must not: judge certificates (that is the handler's job behind it), or be exposed as a
 //! production proxy: it exists for local development and tests.
 
-use crate::answer::Answer;
+use crate::host::answer::Answer;
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
@@ -89,7 +89,7 @@ pub enum StartError {
     },
 }
 
-/// Why one request could not be relayed. `crate::http_error` answers these.
+/// Why one request could not be relayed. `crate::host::http_error` answers these.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GatewayError {
     #[error("request body is larger than {max} bytes")]
@@ -255,7 +255,9 @@ impl PresentedCert {
         Self {
             // Base64 is always a valid header value.
             header: HeaderValue::from_str(&b64).unwrap_or(HeaderValue::from_static("")),
-            thumbprint: crate::client_cert::Thumbprint::of_der(der).0.to_string(),
+            thumbprint: crate::inbound::client_cert::Thumbprint::of_der(der)
+                .0
+                .to_string(),
         }
     }
 }
@@ -292,7 +294,7 @@ async fn handle(
 }
 
 fn gateway_response(e: &GatewayError) -> Response<Full<Bytes>> {
-    let answer: Answer = crate::http_error::gateway_answer(e);
+    let answer: Answer = crate::host::http_error::gateway_answer(e);
     answer
         .into_response()
         .map(|body| Full::new(Bytes::from(body)))
@@ -447,7 +449,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 /// The `front-end` command: runs until SIGTERM or Ctrl-C. Exit 1 when it cannot start.
 pub fn run(options: &Options) -> ExitCode {
-    use crate::config::{EnvSource as _, ProcessEnv};
+    use crate::settings::{EnvSource as _, ProcessEnv};
     crate::telemetry::init(
         ProcessEnv
             .get("LOG_FORMAT")
@@ -489,7 +491,7 @@ pub fn run(options: &Options) -> ExitCode {
             mode = ?options.mode,
             "front end listening (https); X-ARR-ClientCert carries the presented certificate"
         );
-        serve(listener, acceptor, backend, crate::server::shutdown_signal()).await;
+        serve(listener, acceptor, backend, crate::host::server::shutdown_signal()).await;
         ExitCode::SUCCESS
     })
 }

@@ -7,9 +7,9 @@
 //! Exit codes: 0 accepted, 1 rejected, 2 unreadable input or bad settings.
 //! Must not: change the policy or cache anything across runs.
 
-use crate::client_cert::{self, header, CertError, CertificateInfo, Policy};
-use crate::config::{ConfigError, EnvSource, InboundConfig, ProcessEnv};
+use crate::inbound::client_cert::{self, header, CertError, CertificateInfo, Policy};
 use crate::inbound::InboundGate;
+use crate::settings::{ConfigError, EnvSource, InboundConfig, ProcessEnv};
 use std::fmt::Write as _;
 use std::io::Read as _;
 use std::path::Path;
@@ -176,13 +176,13 @@ pub fn run(path: Option<&Path>) -> ExitCode {
         }
     };
     print!("\n{}", describe_policy(gate.policy()));
-    if crate::config::parse_bool(&ProcessEnv, "CLIENT_CERT_CRL_FETCH", false).unwrap_or(false) {
+    if crate::settings::parse_bool(&ProcessEnv, "CLIENT_CERT_CRL_FETCH", false).unwrap_or(false) {
         println!(
             "  CLIENT_CERT_CRL_FETCH:            true (inspect does not download CRLs; only \
              CLIENT_CERT_CRL_PATH files count here)"
         );
     }
-    let now = crate::app::system_clock();
+    let now = crate::host::app::system_clock();
     let value = info_header_value(&input.der);
     let decision = gate.check(&[value], now);
     print!("\n{}", describe_decision(&decision, &info, now));
@@ -203,7 +203,7 @@ fn info_header_value(der: &[u8]) -> String {
 }
 
 fn time(unix: i64) -> String {
-    crate::app::rfc3339(unix)
+    crate::host::app::rfc3339(unix)
 }
 
 fn list_or_none(items: &[String]) -> String {
@@ -327,7 +327,7 @@ pub fn describe_policy(policy: &Policy) -> String {
 
 /// The decision block: verdict, code, reason and the fix.
 pub fn describe_decision(
-    decision: &crate::cache::Decision,
+    decision: &crate::inbound::cache::Decision,
     info: &CertificateInfo,
     now: i64,
 ) -> String {
@@ -434,10 +434,10 @@ mod tests {
     #[test]
     fn a_pem_chain_reads_the_first_certificate_and_counts_the_rest() {
         let now = 1_800_000_000;
-        let ca = crate::pki::CertSpec::ca("ca", now, 10)
+        let ca = crate::tools::pki::CertSpec::ca("ca", now, 10)
             .self_signed()
             .unwrap();
-        let leaf = crate::pki::CertSpec::leaf("leaf", now, 10)
+        let leaf = crate::tools::pki::CertSpec::leaf("leaf", now, 10)
             .issued_by(&ca)
             .unwrap();
         let mut pem = leaf.cert_pem().unwrap();

@@ -16,7 +16,7 @@
 //!   end-entity or CA certificates. Delta CRLs, indirect CRLs and reason-partitioned CRLs
 //!   are refused when loaded ([`CrlError::Unsupported`]).
 //!
-//! Must not: read files, fetch URLs, read the clock or log (see `crate::crl_store`).
+//! Must not: read files, fetch URLs, read the clock or log (see `crate::inbound::crl_store`).
 
 use super::info::hex_upper;
 use super::trust::{unsigned, TrustAnchors, VerifiedChain};
@@ -456,7 +456,9 @@ mod tests {
             not_after: 0,
         };
         // A chain of one certificate (a trust anchor alone) has nothing to check.
-        let ca = crate::pki::CertSpec::ca("CA", 0, 1).self_signed().unwrap();
+        let ca = crate::tools::pki::CertSpec::ca("CA", 0, 1)
+            .self_signed()
+            .unwrap();
         let anchors = TrustAnchors::new(vec![ca.cert]).unwrap();
         assert_eq!(
             check_chain(&chain, &CrlSet::default(), &anchors, 0),

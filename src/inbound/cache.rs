@@ -6,7 +6,7 @@
 //! time could undo (expired, not yet valid, untrusted chain) are never stored.
 //! Must not: validate anything itself or read the clock (callers pass `now`).
 
-use crate::client_cert::{Accepted, CertError};
+use crate::inbound::client_cert::{Accepted, CertError};
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
@@ -183,7 +183,7 @@ impl ValidationCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client_cert::{CertificateInfo, MatchedBy};
+    use crate::inbound::client_cert::{CertificateInfo, MatchedBy};
 
     fn accepted(valid_from: i64, valid_until: i64) -> Decision {
         Ok(Arc::new(Accepted {

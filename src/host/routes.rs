@@ -5,11 +5,11 @@
 //! JSON mode. Everything else gets a JSON 404/405/413 from [`recover`].
 //! Must not: decide answers (see `app`) or map domain errors (see `http_error`).
 
-use crate::answer::{json_response, Answer};
-use crate::app::AppState;
-use crate::client_cert::header::HEADER_NAME;
-use crate::functions_host::{self, Function};
-use crate::http_error::ApiError;
+use crate::host::answer::{json_response, Answer};
+use crate::host::app::AppState;
+use crate::host::http_error::ApiError;
+use crate::host::invocation::{self, Function};
+use crate::inbound::client_cert::header::HEADER_NAME;
 use std::convert::Infallible;
 use std::sync::Arc;
 use warp::http::{HeaderMap, HeaderValue, StatusCode};
@@ -69,7 +69,7 @@ impl ClientCertHeaders {
 }
 
 tokio::task_local! {
-    /// Set by `crate::server` around each request, so routing reads the certificate header
+    /// Set by `crate::host::server` around each request, so routing reads the certificate header
     /// without cloning the header map (warp has no filter for every value of one header).
     pub static CLIENT_CERT_HEADERS: ClientCertHeaders;
 }
@@ -125,9 +125,9 @@ fn json_invocation(
                         return Ok(err.to_answer().into_response());
                     }
                 };
-                let values = functions_host::header_values(&payload, HEADER_NAME);
+                let values = invocation::header_values(&payload, HEADER_NAME);
                 let answer = state.invoke(function, &values).await;
-                let body = functions_host::invocation_response(&answer, function);
+                let body = invocation::invocation_response(&answer, function);
                 Ok::<_, Rejection>(Answer::ok(&body).into_response())
             }
         })

@@ -1,15 +1,19 @@
 //! The inbound gate: header bytes in, a cached decision out, each rejection logged once.
 //!
 //! Owns: combining `client_cert` (pure rules) with the `cache` and the log line an
-//! operator searches for, and holding the current CRL snapshot, which `crate::crl_store`
+//! operator searches for, and holding the current CRL snapshot, which `crate::inbound::crl_store`
 //! swaps in. Swapping clears the cache under the same lock every validation holds, so a
 //! cached acceptance never outlives the CRL set it was checked against.
 //! Must not: know about HTTP or the invocation format, or read CRL files.
 
-use crate::cache::{Decision, ValidationCache};
-use crate::client_cert::revocation::http_distribution_points;
-use crate::client_cert::{
-    self, header, CertError, CrlSet, Policy, Revocation, RevocationStatus, Thumbprint,
+pub mod cache;
+pub mod client_cert;
+pub mod crl_store;
+
+use crate::inbound::cache::{Decision, ValidationCache};
+use crate::inbound::client_cert::revocation::http_distribution_points;
+use crate::inbound::client_cert::{
+    header, CertError, CrlSet, Policy, Revocation, RevocationStatus, Thumbprint,
 };
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -229,8 +233,8 @@ fn log_rejection(error: &CertError, der: Option<&[u8]>) {
 
 // === start-up ===
 
-use crate::cache::ValidationCache as Cache;
-use crate::config::{ConfigError, InboundConfig};
+use crate::inbound::cache::ValidationCache as Cache;
+use crate::settings::{ConfigError, InboundConfig};
 
 impl InboundGate {
     /// Builds the policy from the settings, reading `CLIENT_CERT_CA_PATH`, and logs what it
@@ -288,7 +292,7 @@ impl InboundGate {
         };
         let crls = match &revocation.crl_path {
             None => CrlSet::default(),
-            Some(path) => crate::crl_store::read_crl_path(path, trust)
+            Some(path) => crl_store::read_crl_path(path, trust)
                 .map_err(|e| e.into_config_error(path))?
                 .into_set(),
         };

@@ -5,10 +5,10 @@
 //! a bad setting or a port that cannot be bound (the host restarts and reports stderr).
 //! Must not: hold request logic.
 
-use crate::app::{system_clock, AppState};
-use crate::config::{Config, ConfigError, EnvSource, ProcessEnv};
+use crate::host::app::{system_clock, AppState};
 use crate::inbound::InboundGate;
 use crate::outbound::Outbound;
+use crate::settings::{Config, ConfigError, EnvSource, ProcessEnv};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -56,9 +56,9 @@ pub fn serve() -> ExitCode {
         tracing::info!(%addr, "listening");
         // Keeps the CRLs current; ends with the runtime.
         if let Some(revocation) = &config.inbound.revocation {
-            crate::crl_store::spawn(state.clone(), revocation);
+            crate::inbound::crl_store::spawn(state.clone(), revocation);
         }
-        crate::server::run(listener, state, crate::server::shutdown_signal()).await;
+        crate::host::server::run(listener, state, crate::host::server::shutdown_signal()).await;
         tracing::info!("stopped");
         ExitCode::SUCCESS
     })

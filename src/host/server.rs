@@ -10,8 +10,8 @@
 //! on a cached `/api/cert-info` (see BENCHMARKS.md). Here the values are copied (reference
 //! counted, no byte copies) into a task-local that `routes` reads while the request runs.
 
-use crate::app::AppState;
-use crate::routes::{routes, ClientCertHeaders, CLIENT_CERT_HEADERS};
+use crate::host::app::AppState;
+use crate::host::routes::{routes, ClientCertHeaders, CLIENT_CERT_HEADERS};
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;

@@ -4,8 +4,8 @@
 //! goes to the log (see `inbound`), never to the client.
 //! Must not: decide anything about certificates or partners.
 
-use crate::answer::Answer;
-use crate::client_cert::CertError;
+use crate::host::answer::Answer;
+use crate::inbound::client_cert::CertError;
 use crate::outbound::OutboundError;
 use serde_json::json;
 use warp::http::StatusCode;
@@ -135,8 +135,8 @@ fn outbound_code(e: &OutboundError) -> &'static str {
 }
 
 /// The local front end's own failures (`handler front-end`), answered as a gateway does.
-pub fn gateway_answer(e: &crate::front_end::GatewayError) -> Answer {
-    use crate::front_end::GatewayError as G;
+pub fn gateway_answer(e: &crate::tools::front_end::GatewayError) -> Answer {
+    use crate::tools::front_end::GatewayError as G;
     let (status, code, message) = match e {
         G::RequestTooLarge { .. } => (
             StatusCode::PAYLOAD_TOO_LARGE,

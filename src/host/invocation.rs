@@ -6,7 +6,7 @@
 //! Must not: decide answers (see `app`). Payloads come from the host but are parsed as if
 //! hostile: any shape yields a clean result, never a panic.
 
-use crate::answer::Answer;
+use crate::host::answer::Answer;
 use serde_json::{json, Map, Value};
 
 /// The functions this app serves (folder name = function name = route).

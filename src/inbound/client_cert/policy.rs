@@ -2,7 +2,7 @@
 //!
 //! Owns: the typed, already-validated form of the inbound settings and thumbprint syntax.
 //! Chain verification against the trusted CAs lives in `trust`.
-//! Must not: read files or the environment (`crate::config` and `crate::pki_files` do), or
+//! Must not: read files or the environment (`crate::settings` and `crate::pki_files` do), or
 //! log.
 
 use super::trust::TrustAnchors;

@@ -16,10 +16,10 @@
 //! Must not: decide whether a certificate is revoked (`client_cert::revocation` does), or
 //! be consulted on the request path.
 
-use crate::app::{system_clock, AppState};
-use crate::client_cert::revocation::{http_distribution_points, split_crl_file};
-use crate::client_cert::{Crl, CrlError, CrlSet, TrustAnchors};
-use crate::config::{ConfigError, RevocationConfig};
+use crate::host::app::{system_clock, AppState};
+use crate::inbound::client_cert::revocation::{http_distribution_points, split_crl_file};
+use crate::inbound::client_cert::{Crl, CrlError, CrlSet, TrustAnchors};
+use crate::settings::{ConfigError, RevocationConfig};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -291,7 +291,7 @@ impl Refresher {
             };
             let entry = self.fetched.entry(url.clone()).or_default();
             let parsed = result.and_then(|bytes| {
-                let digest = crate::client_cert::sha256(&bytes);
+                let digest = crate::inbound::client_cert::sha256(&bytes);
                 let crls = split_crl_file(&bytes)?
                     .iter()
                     .map(|der| Crl::verify(der, trust, &url).map(Arc::new))

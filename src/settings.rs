@@ -4,7 +4,7 @@
 //! Must not: be read again after start-up, or hold anything but plain values (files named
 //! by settings are read by the modules that own them, at start-up).
 
-use crate::client_cert::{Thumbprint, ThumbprintError};
+use crate::inbound::client_cert::{Thumbprint, ThumbprintError};
 use std::collections::HashMap;
 use std::path::PathBuf;
 

@@ -3,12 +3,12 @@
 //! Owns: the application state and the mapping from (function, certificate header) to an
 //! [`Answer`]. Both host protocols (forwarded HTTP and JSON invocations) end here, so the
 //! same policy gives the same answers in both.
-//! Must not: parse HTTP or invocation payloads (see `routes` and `functions_host`).
+//! Must not: parse HTTP or invocation payloads (see `routes` and `invocation`).
 
-use crate::answer::Answer;
-use crate::client_cert::{Accepted, MatchedBy};
-use crate::functions_host::Function;
-use crate::http_error::ApiError;
+use crate::host::answer::Answer;
+use crate::host::http_error::ApiError;
+use crate::host::invocation::Function;
+use crate::inbound::client_cert::{Accepted, MatchedBy};
 use crate::inbound::InboundGate;
 use crate::outbound::Outbound;
 use serde::Serialize;

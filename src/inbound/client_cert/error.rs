@@ -1,7 +1,7 @@
 //! Why a forwarded client certificate was not accepted.
 //!
 //! Owns: the rejection reasons, with the context an operator needs in the log.
-//! Must not: know about HTTP. `crate::http_error` maps these to status codes and the safe
+//! Must not: know about HTTP. `crate::host::http_error` maps these to status codes and the safe
 //! client-facing messages; the `Display` text here is for logs and `handler inspect`.
 
 /// Why the header did not hold exactly one well-formed certificate.
