@@ -25,6 +25,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod clock;
 pub mod host;
 pub mod inbound;
 pub mod outbound;

@@ -50,7 +50,7 @@ fn an_expired_certificate_is_rejected_with_exit_1_the_code_and_the_expiry_date()
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     let text = stdout(&out);
     assert!(text.contains("REJECTED (403, code expired)"), "{text}");
-    let not_after = mtls_handler::host::app::rfc3339(now() - 86_400);
+    let not_after = mtls_handler::clock::rfc3339(now() - 86_400);
     // The expiry is printed as a date, to the day (the second may differ by one).
     assert!(text.contains(&not_after[..10]), "{text}");
 }

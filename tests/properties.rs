@@ -13,7 +13,7 @@ mod common;
 
 use common::{crl, now, write, TestPki, PARTNER_CN};
 use mtls_handler::host::app::AppState;
-use mtls_handler::settings::Config;
+use mtls_handler::host::config::Config;
 use mtls_handler::tools::pki::{CertSpec, Issued};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, TestRunner};

@@ -5,6 +5,7 @@
 //! same policy gives the same answers in both.
 //! Must not: parse HTTP or invocation payloads (see `routes` and `invocation`).
 
+use crate::clock::rfc3339;
 use crate::host::answer::Answer;
 use crate::host::http_error::ApiError;
 use crate::host::invocation::Function;
@@ -14,20 +15,13 @@ use crate::outbound::Outbound;
 use serde::Serialize;
 use serde_json::json;
 use std::sync::Arc;
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 
 /// Shared state of the running handler.
 pub struct AppState {
-    pub gate: InboundGate,
+    pub gate: Arc<InboundGate>,
     pub outbound: Arc<Outbound>,
     /// The clock, Unix seconds; tests pass a fixed one.
     pub clock: fn() -> i64,
-}
-
-/// The wall clock in Unix seconds.
-pub fn system_clock() -> i64 {
-    OffsetDateTime::now_utc().unix_timestamp()
 }
 
 impl AppState {
@@ -97,12 +91,4 @@ impl<'a> CertInfo<'a> {
             matched_by: accepted.matched_by,
         }
     }
-}
-
-/// Unix seconds as RFC 3339 (UTC); out-of-range values fall back to the number.
-pub fn rfc3339(unix: i64) -> String {
-    OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_else(|| unix.to_string())
 }

@@ -134,37 +134,6 @@ fn outbound_code(e: &OutboundError) -> &'static str {
     }
 }
 
-/// The local front end's own failures (`handler front-end`), answered as a gateway does.
-pub fn gateway_answer(e: &crate::tools::front_end::GatewayError) -> Answer {
-    use crate::tools::front_end::GatewayError as G;
-    let (status, code, message) = match e {
-        G::RequestTooLarge { .. } => (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            "request body too large",
-        ),
-        G::BadRequestBody { .. } | G::BadTarget { .. } => {
-            (StatusCode::BAD_REQUEST, "bad_request", "bad request")
-        }
-        G::BackendUnreachable { .. } => (
-            StatusCode::BAD_GATEWAY,
-            "backend_unreachable",
-            "the handler behind the front end is not reachable",
-        ),
-        G::BackendTimeout { .. } => (
-            StatusCode::GATEWAY_TIMEOUT,
-            "backend_timeout",
-            "the handler behind the front end did not answer in time",
-        ),
-        G::ResponseTooLarge { .. } | G::BadResponse { .. } => (
-            StatusCode::BAD_GATEWAY,
-            "bad_backend_response",
-            "the handler behind the front end answered with an unusable response",
-        ),
-    };
-    Answer::new(status, json!({ "error": message, "code": code }))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

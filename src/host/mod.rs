@@ -2,6 +2,7 @@
 
 pub mod answer;
 pub mod app;
+pub mod config;
 pub mod http_error;
 pub mod invocation;
 pub mod routes;

@@ -5,10 +5,12 @@
 //! a bad setting or a port that cannot be bound (the host restarts and reports stderr).
 //! Must not: hold request logic.
 
-use crate::host::app::{system_clock, AppState};
+use crate::clock::system_clock;
+use crate::host::app::AppState;
+use crate::host::config::Config;
 use crate::inbound::InboundGate;
 use crate::outbound::Outbound;
-use crate::settings::{Config, ConfigError, EnvSource, ProcessEnv};
+use crate::settings::{ConfigError, EnvSource, ProcessEnv};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -56,7 +58,7 @@ pub fn serve() -> ExitCode {
         tracing::info!(%addr, "listening");
         // Keeps the CRLs current; ends with the runtime.
         if let Some(revocation) = &config.inbound.revocation {
-            crate::inbound::crl_store::spawn(state.clone(), revocation);
+            crate::inbound::crl_store::spawn(state.gate.clone(), state.clock, revocation);
         }
         crate::host::server::run(listener, state, crate::host::server::shutdown_signal()).await;
         tracing::info!("stopped");
@@ -68,7 +70,7 @@ pub fn serve() -> ExitCode {
 /// identity loading in the background (needs a Tokio runtime).
 pub fn build_state(config: &Config) -> Result<Arc<AppState>, ConfigError> {
     Ok(Arc::new(AppState {
-        gate: InboundGate::from_config(&config.inbound)?,
+        gate: Arc::new(InboundGate::from_config(&config.inbound)?),
         outbound: Outbound::start(config.outbound.clone()),
         clock: system_clock,
     }))

@@ -16,10 +16,11 @@
 //! Must not: decide whether a certificate is revoked (`client_cert::revocation` does), or
 //! be consulted on the request path.
 
-use crate::host::app::{system_clock, AppState};
 use crate::inbound::client_cert::revocation::{http_distribution_points, split_crl_file};
 use crate::inbound::client_cert::{Crl, CrlError, CrlSet, TrustAnchors};
-use crate::settings::{ConfigError, RevocationConfig};
+use crate::inbound::config::RevocationConfig;
+use crate::inbound::InboundGate;
+use crate::settings::ConfigError;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -137,7 +138,9 @@ struct Fetched {
 
 /// The background task that keeps the gate's CRL set current.
 pub struct Refresher {
-    state: Arc<AppState>,
+    gate: Arc<InboundGate>,
+    /// Unix seconds; tests pass a fixed one.
+    clock: fn() -> i64,
     config: RevocationConfig,
     files: Option<Fingerprint>,
     file_crls: Vec<Arc<Crl>>,
@@ -148,17 +151,18 @@ pub struct Refresher {
 
 /// Starts the refresher when revocation is on. Needs a Tokio runtime.
 pub fn spawn(
-    state: Arc<AppState>,
+    gate: Arc<InboundGate>,
+    clock: fn() -> i64,
     config: &RevocationConfig,
 ) -> Option<tokio::task::JoinHandle<()>> {
-    state.gate.crls()?;
-    let refresher = Refresher::new(state, config.clone())?;
+    gate.crls()?;
+    let refresher = Refresher::new(gate, clock, config.clone())?;
     Some(tokio::spawn(refresher.run()))
 }
 
 impl Refresher {
-    fn new(state: Arc<AppState>, config: RevocationConfig) -> Option<Self> {
-        let trust = state.gate.policy().trust.as_ref()?;
+    fn new(gate: Arc<InboundGate>, clock: fn() -> i64, config: RevocationConfig) -> Option<Self> {
+        let trust = gate.policy().trust.as_ref()?;
         let mut fetched = HashMap::new();
         let mut client = None;
         if config.fetch {
@@ -188,7 +192,8 @@ impl Refresher {
             };
         }
         Some(Self {
-            state,
+            gate,
+            clock,
             config,
             files: None,
             file_crls: Vec::new(),
@@ -201,18 +206,18 @@ impl Refresher {
     async fn run(mut self) {
         let interval = Duration::from_secs(self.config.check_seconds);
         loop {
-            let now = system_clock();
+            let now = (self.clock)();
             let mut changed = self.refresh_files(now);
             changed |= self.refresh_fetched(now).await;
             if changed {
                 self.publish();
             }
-            let state = self.state.clone();
+            let gate = self.gate.clone();
             tokio::select! {
                 () = tokio::time::sleep(interval) => {}
-                () = state.gate.wanted_distribution_points_changed() => {}
+                () = gate.wanted_distribution_points_changed() => {}
             }
-            for url in self.state.gate.take_wanted_distribution_points() {
+            for url in self.gate.take_wanted_distribution_points() {
                 self.fetched.entry(url).or_default();
             }
         }
@@ -239,7 +244,7 @@ impl Refresher {
             return false;
         }
         self.files = Some(fp);
-        let Some(trust) = self.state.gate.policy().trust.as_ref() else {
+        let Some(trust) = self.gate.policy().trust.as_ref() else {
             return false;
         };
         match read_crl_path(&path, trust) {
@@ -286,7 +291,7 @@ impl Refresher {
         let retry = now.saturating_add(self.config.check_seconds as i64);
         while let Some(joined) = tasks.join_next().await {
             let Ok((url, result)) = joined else { continue };
-            let Some(trust) = self.state.gate.policy().trust.as_ref() else {
+            let Some(trust) = self.gate.policy().trust.as_ref() else {
                 continue;
             };
             let entry = self.fetched.entry(url.clone()).or_default();
@@ -336,7 +341,7 @@ impl Refresher {
             crls = set.len(),
             "CRL set updated; validation cache cleared"
         );
-        self.state.gate.replace_crls(set);
+        self.gate.replace_crls(set);
     }
 }
 

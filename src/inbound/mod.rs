@@ -8,6 +8,7 @@
 
 pub mod cache;
 pub mod client_cert;
+pub mod config;
 pub mod crl_store;
 
 use crate::inbound::cache::{Decision, ValidationCache};
@@ -234,7 +235,8 @@ fn log_rejection(error: &CertError, der: Option<&[u8]>) {
 // === start-up ===
 
 use crate::inbound::cache::ValidationCache as Cache;
-use crate::settings::{ConfigError, InboundConfig};
+use crate::inbound::config::InboundConfig;
+use crate::settings::ConfigError;
 
 impl InboundGate {
     /// Builds the policy from the settings, reading `CLIENT_CERT_CA_PATH`, and logs what it

@@ -205,7 +205,7 @@ impl IdentitySource {
         if material.not_after <= now {
             return Err(SourceError::Expired {
                 thumbprint: material.thumbprint.clone(),
-                not_after: crate::host::app::rfc3339(material.not_after),
+                not_after: crate::clock::rfc3339(material.not_after),
             });
         }
         Ok(ClientIdentity {

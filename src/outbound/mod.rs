@@ -25,7 +25,7 @@ pub mod pkcs12;
 pub use config::{FileConfig, KeyVaultConfig, NetworkOverrides, OutboundConfig, Secret};
 pub use identity::{ClientIdentity, LoadFailure, SourceKind};
 
-use crate::host::app::system_clock;
+use crate::clock::system_clock;
 use client::FailureKind;
 use identity::IdentitySource;
 use openssl::x509::X509;
@@ -208,7 +208,7 @@ impl Outbound {
                 state: "ready",
                 source: Some(a.identity.source.as_str()),
                 thumbprint: Some(a.identity.thumbprint().to_owned()),
-                not_after: Some(crate::host::app::rfc3339(a.identity.not_after())),
+                not_after: Some(crate::clock::rfc3339(a.identity.not_after())),
             },
             None => OutboundStatus {
                 state: if s.loading { "loading" } else { "unavailable" },
@@ -432,7 +432,7 @@ fn activate(
         previous = current.map(|c| c.identity.thumbprint()),
         source = identity.source.as_str(),
         origin = %identity.origin,
-        not_after = %crate::host::app::rfc3339(identity.not_after()),
+        not_after = %crate::clock::rfc3339(identity.not_after()),
         "outbound certificate loaded"
     );
     Ok(Arc::new(Active { identity, client }))

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// The partner's common name: the seed's default allowlisted name.
-pub const CLIENT_CN: &str = crate::settings::DEFAULT_COMMON_NAME;
+pub const CLIENT_CN: &str = crate::inbound::config::DEFAULT_COMMON_NAME;
 /// The app's own outbound identity.
 pub const OUTBOUND_CN: &str = "outbound.mtls-handler.local";
 
@@ -259,7 +259,7 @@ pub fn usage(dir: &Path) -> String {
 
 /// The `dev-certs` command: exit 0 on success, 1 on failure.
 pub fn run(dir: &Path, force: bool) -> ExitCode {
-    match write(dir, force, crate::host::app::system_clock()) {
+    match write(dir, force, crate::clock::system_clock()) {
         Ok(outcome) => {
             let what = match outcome {
                 Outcome::Created => "wrote a new",

@@ -15,11 +15,12 @@ use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
-use hyper::{Request, Response, Uri};
+use hyper::{Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use openssl::ssl::{Ssl, SslAcceptor, SslFiletype, SslMethod, SslVerifyMode};
+use serde_json::json;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -89,7 +90,7 @@ pub enum StartError {
     },
 }
 
-/// Why one request could not be relayed. `crate::host::http_error` answers these.
+/// Why one request could not be relayed. [`gateway_answer`] answers these.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GatewayError {
     #[error("request body is larger than {max} bytes")]
@@ -293,8 +294,39 @@ async fn handle(
     response
 }
 
+/// The local front end's own failures (`handler front-end`), answered as a gateway does.
+fn gateway_answer(e: &GatewayError) -> Answer {
+    use GatewayError as G;
+    let (status, code, message) = match e {
+        G::RequestTooLarge { .. } => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "request body too large",
+        ),
+        G::BadRequestBody { .. } | G::BadTarget { .. } => {
+            (StatusCode::BAD_REQUEST, "bad_request", "bad request")
+        }
+        G::BackendUnreachable { .. } => (
+            StatusCode::BAD_GATEWAY,
+            "backend_unreachable",
+            "the handler behind the front end is not reachable",
+        ),
+        G::BackendTimeout { .. } => (
+            StatusCode::GATEWAY_TIMEOUT,
+            "backend_timeout",
+            "the handler behind the front end did not answer in time",
+        ),
+        G::ResponseTooLarge { .. } | G::BadResponse { .. } => (
+            StatusCode::BAD_GATEWAY,
+            "bad_backend_response",
+            "the handler behind the front end answered with an unusable response",
+        ),
+    };
+    Answer::new(status, json!({ "error": message, "code": code }))
+}
+
 fn gateway_response(e: &GatewayError) -> Response<Full<Bytes>> {
-    let answer: Answer = crate::host::http_error::gateway_answer(e);
+    let answer: Answer = gateway_answer(e);
     answer
         .into_response()
         .map(|body| Full::new(Bytes::from(body)))

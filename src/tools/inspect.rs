@@ -8,8 +8,9 @@
 //! Must not: change the policy or cache anything across runs.
 
 use crate::inbound::client_cert::{self, header, CertError, CertificateInfo, Policy};
+use crate::inbound::config::InboundConfig;
 use crate::inbound::InboundGate;
-use crate::settings::{ConfigError, EnvSource, InboundConfig, ProcessEnv};
+use crate::settings::{ConfigError, EnvSource, ProcessEnv};
 use std::fmt::Write as _;
 use std::io::Read as _;
 use std::path::Path;
@@ -182,7 +183,7 @@ pub fn run(path: Option<&Path>) -> ExitCode {
              CLIENT_CERT_CRL_PATH files count here)"
         );
     }
-    let now = crate::host::app::system_clock();
+    let now = crate::clock::system_clock();
     let value = info_header_value(&input.der);
     let decision = gate.check(&[value], now);
     print!("\n{}", describe_decision(&decision, &info, now));
@@ -203,7 +204,7 @@ fn info_header_value(der: &[u8]) -> String {
 }
 
 fn time(unix: i64) -> String {
-    crate::host::app::rfc3339(unix)
+    crate::clock::rfc3339(unix)
 }
 
 fn list_or_none(items: &[String]) -> String {

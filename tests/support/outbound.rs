@@ -43,7 +43,7 @@ pub const ACCESS_TOKEN: &str = "test-access-token";
 const CHILD_MARKER: &str = "MTLS_OUTBOUND_TEST_CHILD";
 
 pub fn now() -> i64 {
-    mtls_handler::host::app::system_clock()
+    mtls_handler::clock::system_clock()
 }
 
 pub fn thumbprint(cert: &X509) -> String {
