@@ -4,23 +4,28 @@
 //!
 //! # Layout
 //!
-//! Requests flow one way: `routes` → `app` → {`inbound` → `client_cert`, `outbound`}, and
-//! every error becomes HTTP in `http_error` only.
+//! Five parts, and uses point one way (`tests/architecture.rs` fails on a cycle between
+//! sibling modules and on a module that reaches up into the one containing it):
 //!
-//! - [`cli`], [`start`]: the binary's commands, start-up order and exit codes.
-//! - [`config`]: every setting, read once and typed.
-//! - [`server`], [`routes`]: the warp server and the paths the Functions host calls.
-//! - [`functions_host`]: the host's JSON invocation protocol.
-//! - [`app`], [`answer`]: what each function answers, in either protocol.
-//! - [`http_error`]: the single mapping from domain errors to status, code and message.
-//! - [`inbound`], [`cache`]: the per-request gate and its validation cache.
-//! - [`crl_store`]: CRL files and downloads, refreshed in the background.
-//! - [`client_cert`]: the pure certificate rules (no I/O, no clock).
+//! ```text
+//! cli ──► tools ──► host ──► inbound ─┐
+//!                     └────► outbound ─┴─► settings, clock, pki_files, telemetry
+//! ```
+//!
+//! - [`host`]: serving the Functions host: start-up and exit codes, the server and its
+//!   routes, the JSON invocation protocol, what each function answers, and the one map from
+//!   domain errors to HTTP ([`host::http_error`]).
+//! - [`inbound`]: the decision about the caller: the gate with its cache and CRL store,
+//!   above [`inbound::client_cert`], the pure certificate rules (no I/O, no clock).
 //! - [`outbound`]: the app's own identity and the partner call.
-//! - [`pki`], [`pki_files`]: generating certificates; reading them from disk.
-//! - [`telemetry`]: structured logs to stdout.
-//! - [`dev_certs`], [`front_end`], [`inspect`]: local tooling: the demo PKI, an App
-//!   Service-like TLS front end, and explaining one certificate's decision.
+//! - [`settings`]: reading app settings and [`settings::ConfigError`]; each part's own
+//!   settings type lives in that part (`host::config`, `inbound::config`,
+//!   `outbound::config`).
+//! - [`tools`]: local tooling, never on the request path: the demo PKI, an App Service-like
+//!   TLS front end, explaining one certificate's decision, and certificate generation.
+//! - Shared below everything: [`clock`] (the wall clock), [`pki_files`] (reading
+//!   certificates from disk), [`telemetry`] (structured logs to stdout).
+//! - [`cli`]: the binary's commands.
 
 #![forbid(unsafe_code)]
 

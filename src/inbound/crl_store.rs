@@ -19,7 +19,7 @@
 use crate::inbound::client_cert::revocation::{http_distribution_points, split_crl_file};
 use crate::inbound::client_cert::{Crl, CrlError, CrlSet, TrustAnchors};
 use crate::inbound::config::RevocationConfig;
-use crate::inbound::InboundGate;
+use crate::inbound::gate::InboundGate;
 use crate::settings::ConfigError;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

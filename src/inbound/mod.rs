@@ -1,4 +1,11 @@
-//! The inbound decision.
+//! The inbound decision: who the caller is, from the certificate a front end forwarded.
+//!
+//! Owns: building the gate from the settings at start-up (reading `CLIENT_CERT_CA_PATH`
+//! and the first CRLs, and logging what the policy means). Below it: [`gate`] (header bytes
+//! in, a cached decision out), [`cache`], [`crl_store`] (CRL files and downloads, swapped
+//! into the gate in the background), [`config`] (the inbound settings) and
+//! [`client_cert`] (the pure rules: no I/O, no clock).
+//! Must not: know about HTTP or the host's protocols (that is `host`).
 
 pub mod cache;
 pub mod client_cert;
@@ -7,3 +14,124 @@ pub mod crl_store;
 pub mod gate;
 
 pub use gate::InboundGate;
+
+use crate::inbound::cache::ValidationCache as Cache;
+use crate::inbound::client_cert::{CrlSet, Policy, Thumbprint};
+
+use crate::inbound::config::InboundConfig;
+use crate::settings::ConfigError;
+
+impl InboundGate {
+    /// Builds the policy from the settings, reading `CLIENT_CERT_CA_PATH`, and logs what it
+    /// means in words: the warnings an operator must not miss are emitted here, once.
+    pub fn from_config(config: &InboundConfig) -> Result<Self, ConfigError> {
+        let trust = match &config.ca_path {
+            None => None,
+            Some(path) => Some(load_trust(path)?),
+        };
+        if config.allow_unverified_common_names {
+            tracing::warn!(
+                setting = "ALLOW_UNVERIFIED_COMMON_NAMES",
+                "INSECURE: a client certificate whose common name is allowlisted is accepted \
+                 without a trusted chain; anyone can make such a certificate"
+            );
+        } else if trust.is_none() && !config.common_names.is_empty() {
+            tracing::warn!(
+                setting = "CLIENT_CERT_CA_PATH",
+                "no trusted CAs: certificates that match ALLOWED_CLIENT_CERT_COMMON_NAMES are \
+                 rejected until CLIENT_CERT_CA_PATH is set (pinned thumbprints still work)"
+            );
+        }
+        let sha1_pins = config
+            .thumbprints
+            .iter()
+            .filter(|t| matches!(t, Thumbprint::Sha1(_)))
+            .count();
+        if sha1_pins > 0 {
+            tracing::info!(
+                sha1_pins,
+                "SHA-1 thumbprints are accepted for compatibility; prefer SHA-256 pins"
+            );
+        }
+        let policy = Policy {
+            thumbprints: config.thumbprints.iter().copied().collect(),
+            common_names: config.common_names.clone(),
+            trust,
+            allow_unverified_common_names: config.allow_unverified_common_names,
+        };
+        tracing::info!(
+            common_names = ?policy.common_names,
+            thumbprints = policy.thumbprints.len(),
+            trusted_cas = policy.trust.as_ref().map_or(0, |t| t.len()),
+            "inbound client-certificate policy loaded"
+        );
+        let cache = Cache::new(config.cache_size, config.cache_seconds);
+        let Some(revocation) = &config.revocation else {
+            return Ok(Self::new(policy, cache));
+        };
+        let Some(trust) = &policy.trust else {
+            return Err(ConfigError::invalid(
+                "CLIENT_CERT_CRL_PATH",
+                "revocation checking needs CLIENT_CERT_CA_PATH",
+            ));
+        };
+        let crls = match &revocation.crl_path {
+            None => CrlSet::default(),
+            Some(path) => crl_store::read_crl_path(path, trust)
+                .map_err(|e| e.into_config_error(path))?
+                .into_set(),
+        };
+        if revocation.fail_open {
+            tracing::warn!(
+                setting = "CLIENT_CERT_REVOCATION_FAIL_OPEN",
+                "revocation is fail-open: a certificate whose CRL is missing or stale is accepted"
+            );
+        }
+        tracing::info!(
+            crls = crls.len(),
+            fetch = revocation.fetch,
+            fail_open = revocation.fail_open,
+            check_seconds = revocation.check_seconds,
+            "revocation checking on"
+        );
+        Ok(Self::with_revocation(
+            policy,
+            cache,
+            crls,
+            revocation.fail_open,
+            revocation.fetch,
+        ))
+    }
+}
+
+/// Reads the CA path. Certificates that are not CAs (App Service's `/var/ssl/certs` holds
+/// every uploaded public certificate) are skipped with a warning, not trusted.
+fn load_trust(path: &std::path::Path) -> Result<client_cert::TrustAnchors, ConfigError> {
+    const SETTING: &str = "CLIENT_CERT_CA_PATH";
+    let certs = crate::pki_files::read_certificates(path).map_err(|e| ConfigError::Unreadable {
+        setting: SETTING,
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let (cas, others): (Vec<_>, Vec<_>) = certs.into_iter().partition(is_ca);
+    for other in &others {
+        tracing::warn!(
+            setting = SETTING,
+            subject = ?other.subject_name(),
+            "skipping a certificate that is not a CA"
+        );
+    }
+    if cas.is_empty() {
+        return Err(ConfigError::invalid(
+            SETTING,
+            format!("{} holds no CA certificates", path.display()),
+        ));
+    }
+    client_cert::TrustAnchors::new(cas).map_err(|e| ConfigError::invalid(SETTING, e.to_string()))
+}
+
+fn is_ca(cert: &openssl::x509::X509) -> bool {
+    cert.to_der()
+        .ok()
+        .is_some_and(|der| client_cert::describe(&der).is_ok_and(|info| info.is_ca))
+}

@@ -90,7 +90,7 @@ pub enum StartError {
     },
 }
 
-/// Why one request could not be relayed. [`gateway_answer`] answers these.
+/// Why one request could not be relayed. `gateway_answer` answers these.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GatewayError {
     #[error("request body is larger than {max} bytes")]

@@ -17,6 +17,7 @@
 //!
 //! Must not: do I/O, read the clock, log, cache, or know about HTTP. Callers pass `now`.
 
+mod digest;
 mod error;
 pub mod header;
 mod info;
@@ -24,9 +25,10 @@ mod policy;
 pub mod revocation;
 mod trust;
 
+pub use digest::sha256;
 pub use error::{CertError, Malformed};
 pub use info::CertificateInfo;
-pub use policy::{sha256, Policy, Thumbprint, ThumbprintError};
+pub use policy::{Policy, Thumbprint, ThumbprintError};
 pub use revocation::{Crl, CrlError, CrlSet, Revocation, RevocationStatus};
 pub use trust::{TrustAnchors, TrustError, VerifiedChain};
 

@@ -5,6 +5,7 @@
 //! Must not: read files or the environment (`crate::settings` and `crate::pki_files` do), or
 //! log.
 
+use super::digest::sha256;
 use super::trust::TrustAnchors;
 use sha1::Digest as _;
 use std::collections::HashSet;
@@ -81,11 +82,6 @@ impl fmt::Display for Thumbprint {
         }
         Ok(())
     }
-}
-
-/// SHA-256 of `bytes` (the cache key and the SHA-256 thumbprint).
-pub fn sha256(bytes: &[u8]) -> [u8; 32] {
-    sha2::Sha256::digest(bytes).into()
 }
 
 /// Zero-width and direction marks that survive copy and paste from certificate viewers.

@@ -18,9 +18,9 @@
 //!
 //! Must not: read files, fetch URLs, read the clock or log (see `crate::inbound::crl_store`).
 
+use super::error::CertError;
 use super::info::hex_upper;
 use super::trust::{unsigned, TrustAnchors, VerifiedChain};
-use super::CertError;
 use openssl::x509::{X509Crl, X509};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -405,7 +405,7 @@ pub fn http_distribution_points(der: &[u8]) -> Vec<String> {
 
 /// SHA-256 of a certificate's DER: how CRLs are tied to the CA that signed them.
 fn cert_key(cert: &X509) -> Option<[u8; 32]> {
-    cert.to_der().ok().map(|der| super::sha256(&der))
+    cert.to_der().ok().map(|der| super::digest::sha256(&der))
 }
 
 fn name_of(cert: &X509) -> String {

@@ -15,7 +15,7 @@
 //! full verification decoding the leaf (see BENCHMARKS.md).
 //! Must not: read files or the environment (`crate::inbound` loads the CA files), or log.
 
-use super::policy::sha256;
+use super::digest::sha256;
 use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Public};
 use openssl::sign::Verifier;
