@@ -22,6 +22,28 @@ fn http() -> reqwest::Client {
         .unwrap()
 }
 
+/// The SHA-1 fingerprint as the `openssl` CLI prints it (uppercase hex, no colons): an
+/// independent check of the thumbprints the handler reports.
+fn openssl_cli_sha1(pem: &[u8]) -> String {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha1"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("openssl CLI");
+    child.stdin.take().unwrap().write_all(pem).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    text.trim()
+        .rsplit('=')
+        .next()
+        .unwrap()
+        .replace(':', "")
+        .to_ascii_uppercase()
+}
+
 async fn health(h: &common::Handler) -> serde_json::Value {
     http()
         .get(h.url("/api/health"))
@@ -107,6 +129,7 @@ async fn the_handler_calls_the_partner_with_its_file_certificate_and_reports_it_
     assert_eq!(res.status(), 200);
     let body: serde_json::Value = res.json().await.unwrap();
     let want = thumbprint(&identity.cert);
+    assert_eq!(want, openssl_cli_sha1(&identity.cert_pem().unwrap()));
     let expected =
         serde_json::json!({"statusCode": 200, "certificateThumbprint": want, "source": "file"});
     assert_eq!(body, expected);

@@ -419,7 +419,7 @@ async fn a_certificate_that_is_not_valid_yet_is_not_used() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_active_certificate_stops_being_used_when_it_expires() {
     let w = World::new().await;
-    let leaf = expiring_in(&w, "outbound-expiring", 3);
+    let leaf = expiring_in(&w, "outbound-expiring", 5);
     let path = write(&w.path("id.pfx"), &leaf.pkcs12("", &[]).unwrap());
     let out = w.start(&[("OUTBOUND_CLIENT_CERT_PATH", path)]);
     assert_eq!(
