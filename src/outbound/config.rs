@@ -6,6 +6,7 @@
 //! Must not: read certificates or keys (only `REMOTE_API_CA_PATH` is checked for
 //! readability, so a bad path fails start-up), or keep secrets printable.
 
+use super::redact;
 use crate::settings::{parse_number, ConfigError, EnvSource};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -49,6 +50,35 @@ pub struct KeyVaultConfig {
     /// Whether `IDENTITY_ENDPOINT` and `IDENTITY_HEADER` are set (App Service managed
     /// identity). The Azure SDK reads the values itself; only presence is kept, for messages.
     pub app_service_identity: bool,
+    /// How the vault is reached (the managed-identity endpoint never uses a proxy).
+    pub proxy: ProxyConfig,
+}
+
+/// The proxy for Key Vault and the partner, from the usual environment variables, as the
+/// Azure SDKs and curl read them: `HTTPS_PROXY` (else `ALL_PROXY`; lowercase names too) unless
+/// the host matches `NO_PROXY`. Both endpoints are https, so `HTTP_PROXY` never applies; the
+/// proxy only sees a `CONNECT host:port` (TLS, tokens and the client certificate pass through
+/// it end to end). Loopback destinations and the managed-identity endpoint never use it.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct ProxyConfig {
+    /// The proxy URL (`http://` or `https://`; `host:port` alone means `http://`), with
+    /// its user info if any. Printed redacted.
+    pub url: Option<String>,
+    /// The variable `url` came from, for messages.
+    pub setting: &'static str,
+    /// `NO_PROXY` as given: comma-separated host names (suffix match), IP addresses,
+    /// CIDR ranges, or `*`.
+    pub no_proxy: Option<String>,
+}
+
+impl std::fmt::Debug for ProxyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyConfig")
+            .field("url", &self.url.as_deref().map(redact::url))
+            .field("setting", &self.setting)
+            .field("no_proxy", &self.no_proxy)
+            .finish()
+    }
 }
 
 /// The file source.
@@ -72,6 +102,9 @@ pub struct NetworkOverrides {
     /// Host name → address, as `reqwest::ClientBuilder::resolve` (the address's port is used
     /// when the URL has none).
     pub resolve: Vec<(String, SocketAddr)>,
+    /// Host names that fail to resolve, as a name without DNS records does (tests of a
+    /// partner that cannot be found, without asking a real DNS server).
+    pub unresolvable: Vec<String>,
     /// Extra trusted roots (PEM) for Azure endpoints (Key Vault, managed identity).
     pub azure_roots_pem: Vec<u8>,
 }
@@ -93,6 +126,12 @@ pub struct OutboundConfig {
     /// Not settings (tests shorten them).
     pub retry_first: Duration,
     pub retry_max: Duration,
+    /// After a failed load with no usable certificate, a request may trigger an attempt at
+    /// once when the last one ended at least this long ago (the background retries follow
+    /// the backoff, which may be minutes by then). Not a setting.
+    pub retry_on_request_after: Duration,
+    /// `HTTPS_PROXY`/`ALL_PROXY`/`NO_PROXY` for the partner (Key Vault has its own copy).
+    pub proxy: ProxyConfig,
     pub overrides: NetworkOverrides,
 }
 
@@ -107,6 +146,8 @@ impl Default for OutboundConfig {
             refresh: Duration::from_secs(60 * 60),
             retry_first: Duration::from_secs(2),
             retry_max: Duration::from_secs(5 * 60),
+            retry_on_request_after: Duration::from_secs(2),
+            proxy: ProxyConfig::default(),
             overrides: NetworkOverrides::default(),
         }
     }
@@ -149,13 +190,15 @@ impl OutboundConfig {
                 reason: e.to_string(),
             })?;
         }
+        let proxy = proxy(env)?;
         Ok(Self {
             remote_api_url,
             timeout: Duration::from_secs(timeout_secs),
             remote_ca_path,
-            key_vault: key_vault(env)?,
+            key_vault: key_vault(env, &proxy)?,
             file: file(env)?,
             refresh: Duration::from_secs(refresh_minutes * 60),
+            proxy,
             ..Self::default()
         })
     }
@@ -166,7 +209,50 @@ impl OutboundConfig {
     }
 }
 
-fn key_vault(env: &dyn EnvSource) -> Result<Option<KeyVaultConfig>, ConfigError> {
+/// The proxy variables, checked: a proxy URL that cannot be used fails start-up naming the
+/// variable (its user info redacted).
+fn proxy(env: &dyn EnvSource) -> Result<ProxyConfig, ConfigError> {
+    const PROXY: [&str; 4] = ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"];
+    const NO_PROXY: [&str; 2] = ["NO_PROXY", "no_proxy"];
+    let no_proxy = NO_PROXY.iter().find_map(|n| env.get(n));
+    let Some((setting, value)) = PROXY.iter().find_map(|n| env.get(n).map(|v| (*n, v))) else {
+        return Ok(ProxyConfig {
+            no_proxy,
+            ..ProxyConfig::default()
+        });
+    };
+    let value = value.trim();
+    let full = if value.contains("://") {
+        value.to_owned()
+    } else {
+        format!("http://{value}")
+    };
+    let shown = redact::url(value);
+    let url = reqwest::Url::parse(&full)
+        .map_err(|e| ConfigError::invalid(setting, format!("{shown:?} is not a URL ({e})")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(ConfigError::invalid(
+            setting,
+            format!("{shown:?}: only http:// and https:// proxies are supported"),
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(ConfigError::invalid(
+            setting,
+            format!("{shown:?} has no host"),
+        ));
+    }
+    Ok(ProxyConfig {
+        url: Some(full),
+        setting,
+        no_proxy,
+    })
+}
+
+fn key_vault(
+    env: &dyn EnvSource,
+    proxy: &ProxyConfig,
+) -> Result<Option<KeyVaultConfig>, ConfigError> {
     let url = env.get(KEY_VAULT_URL);
     let name = env.get(CERT_NAME).map(|n| n.trim().to_owned());
     let version = env.get(CERT_VERSION).map(|v| v.trim().to_owned());
@@ -228,6 +314,7 @@ fn key_vault(env: &dyn EnvSource) -> Result<Option<KeyVaultConfig>, ConfigError>
         client_id,
         app_service_identity: env.get("IDENTITY_ENDPOINT").is_some()
             && env.get("IDENTITY_HEADER").is_some(),
+        proxy: proxy.clone(),
     }))
 }
 
@@ -265,19 +352,22 @@ fn file(env: &dyn EnvSource) -> Result<Option<FileConfig>, ConfigError> {
 
 /// An absolute https URL (http allowed only for nothing: both endpoints carry credentials
 /// or mTLS). `with_path` keeps a path and query; otherwise only scheme, host and port.
+/// Messages quote the value redacted (no user info, no query): it may hold a password or a
+/// key (`?code=`).
 fn https_url(setting: &'static str, value: &str, with_path: bool) -> Result<String, ConfigError> {
+    let shown = redact::url(value);
     let url = reqwest::Url::parse(value.trim())
-        .map_err(|e| ConfigError::invalid(setting, format!("{value:?} is not a URL ({e})")))?;
+        .map_err(|e| ConfigError::invalid(setting, format!("{shown:?} is not a URL ({e})")))?;
     if url.scheme() != "https" {
         return Err(ConfigError::invalid(
             setting,
-            format!("{value:?} must start with https://"),
+            format!("{shown:?} must start with https://"),
         ));
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err(ConfigError::invalid(
             setting,
-            format!("{value:?} has no host"),
+            format!("{shown:?} has no host"),
         ));
     }
     if !url.username().is_empty() || url.password().is_some() {
@@ -293,7 +383,7 @@ fn https_url(setting: &'static str, value: &str, with_path: bool) -> Result<Stri
         return Err(ConfigError::invalid(
             setting,
             format!(
-                "{value:?} must be just the vault address, e.g. https://myvault.vault.azure.net"
+                "{shown:?} must be just the vault address, e.g. https://myvault.vault.azure.net"
             ),
         ));
     }
@@ -390,6 +480,61 @@ mod tests {
             OutboundConfig::from_env(&env(&[(CERT_PATH, "/x.pfx"), (CERT_PASSWORD, "hunter2")]))
                 .unwrap();
         assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn the_proxy_comes_from_https_proxy_then_all_proxy_and_is_never_printed_with_its_password() {
+        let c = OutboundConfig::from_env(&env(&[
+            ("ALL_PROXY", "http://all.example:1"),
+            ("https_proxy", "u:Pr0xyPw@proxy.example:3128"),
+            ("NO_PROXY", ".internal"),
+            (KEY_VAULT_URL, "https://v.vault.azure.net"),
+            (CERT_NAME, "c"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            c.proxy.url.as_deref(),
+            Some("http://u:Pr0xyPw@proxy.example:3128")
+        );
+        assert_eq!(c.proxy.setting, "https_proxy");
+        assert_eq!(c.proxy.no_proxy.as_deref(), Some(".internal"));
+        assert_eq!(c.key_vault.as_ref().unwrap().proxy, c.proxy);
+        assert!(!format!("{c:?}").contains("Pr0xyPw"));
+        let c = OutboundConfig::from_env(&env(&[("ALL_PROXY", "http://all.example:1")])).unwrap();
+        assert_eq!(c.proxy.url.as_deref(), Some("http://all.example:1"));
+        // HTTP_PROXY is for http URLs; both endpoints are https.
+        let c = OutboundConfig::from_env(&env(&[("HTTP_PROXY", "http://p:1")])).unwrap();
+        assert_eq!(c.proxy.url, None);
+        let e = OutboundConfig::from_env(&env(&[("HTTPS_PROXY", "socks5://u:Pr0xyPw@p:1080")]))
+            .unwrap_err();
+        assert_eq!(e.setting(), "HTTPS_PROXY");
+        assert!(!e.to_string().contains("Pr0xyPw"), "{e}");
+    }
+
+    #[test]
+    fn a_password_or_key_in_a_url_setting_is_never_in_the_error() {
+        for (name, value) in [
+            (
+                REMOTE_API_URL,
+                "http://svc:Pa55w0rd@partner.example/api?code=K3y",
+            ),
+            (REMOTE_API_URL, "https://svc:Pa55w0rd@/api?code=K3y"),
+            (REMOTE_API_URL, "ftp://svc:Pa55w0rd@h/?code=K3y"),
+        ] {
+            let e = OutboundConfig::from_env(&env(&[(name, value)])).unwrap_err();
+            let text = e.to_string();
+            assert!(text.contains(name), "{text}");
+            assert!(
+                !text.contains("Pa55w0rd") && !text.contains("K3y"),
+                "{text}"
+            );
+        }
+        let e = OutboundConfig::from_env(&env(&[
+            (KEY_VAULT_URL, "https://v.vault.azure.net/?sig=K3y"),
+            (CERT_NAME, "c"),
+        ]))
+        .unwrap_err();
+        assert!(!e.to_string().contains("K3y"), "{e}");
     }
 
     #[test]

@@ -8,8 +8,10 @@
 //!
 //! The SDK reads `IDENTITY_ENDPOINT` and `IDENTITY_HEADER` from the process environment
 //! itself when the credential is built; `AZURE_CLIENT_ID` comes from the typed settings.
+//! The vault is reached through the configured proxy, if any; the managed-identity endpoint
+//! never is (its transport is [`identity_client`]).
 
-use super::client::{azure_client, ClientBuildError};
+use super::client::{azure_client, identity_client, ClientBuildError};
 use super::config::{KeyVaultConfig, NetworkOverrides};
 use azure_core::error::ErrorKind;
 use azure_core::http::{ClientOptions, FixedRetryOptions, RetryOptions, Transport};
@@ -97,7 +99,9 @@ impl KeyVaultReader {
         overrides: &NetworkOverrides,
     ) -> Result<Self, KeyVaultError> {
         let other = |reason: String| KeyVaultError::Other { reason };
-        let transport = azure_client(timeout, overrides)
+        let transport = azure_client(timeout, &config.proxy, overrides)
+            .map_err(|ClientBuildError { reason }| other(reason))?;
+        let identity_transport = identity_client(timeout, overrides)
             .map_err(|ClientBuildError { reason }| other(reason))?;
         let client_options = ClientOptions {
             transport: Some(Transport::new(Arc::new(transport))),
@@ -112,7 +116,11 @@ impl KeyVaultReader {
         };
         let credential = ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
             user_assigned_id: config.client_id.clone().map(UserAssignedId::ClientId),
-            client_options: client_options.clone(),
+            // Never through a proxy: the request carries the X-IDENTITY-HEADER secret.
+            client_options: ClientOptions {
+                transport: Some(Transport::new(Arc::new(identity_transport))),
+                ..client_options.clone()
+            },
         }))
         .map_err(|e| KeyVaultError::ManagedIdentity {
             reason: short(&e.to_string()),
@@ -207,9 +215,9 @@ fn error_chain(e: &azure_core::Error) -> String {
     super::client::chain_text(e)
 }
 
-/// One line, bounded: SDK messages can be long and multi-line.
+/// One line, bounded, URLs redacted: SDK messages can be long and multi-line.
 fn short(s: &str) -> String {
-    let line: String = s
+    let line: String = super::redact::urls_in(s)
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();

@@ -12,17 +12,22 @@
 //!
 //! Lifecycle: [`Outbound::start`] spawns the loader on the current Tokio runtime and returns
 //! at once. A call made while the first load runs waits for it (bounded by the call
-//! timeout); a call made after a failed load wakes the loader if the backoff has passed and
-//! waits for that attempt, otherwise it answers at once with what was tried. A failed
-//! refresh keeps the previous identity until its `notAfter`.
+//! timeout). After a failed load with no usable certificate the loader retries on its own
+//! with a backoff (2 s, doubling, at most 5 min); a call made meanwhile wakes it when the
+//! last attempt ended at least 2 s ago and waits for that attempt, otherwise it answers at
+//! once with what was tried. A failed refresh keeps the previous identity until its
+//! `notAfter`.
 
 pub mod client;
 pub mod config;
 pub mod identity;
 pub mod key_vault;
 pub mod pkcs12;
+pub mod redact;
 
-pub use config::{FileConfig, KeyVaultConfig, NetworkOverrides, OutboundConfig, Secret};
+pub use config::{
+    FileConfig, KeyVaultConfig, NetworkOverrides, OutboundConfig, ProxyConfig, Secret,
+};
 pub use identity::{ClientIdentity, LoadFailure, SourceKind};
 
 use crate::clock::system_clock;
@@ -110,7 +115,7 @@ impl Snapshot {
     fn usable(&self, now: i64) -> Option<Arc<Active>> {
         self.active
             .as_ref()
-            .filter(|a| a.identity.not_after() > now)
+            .filter(|a| a.identity.valid_at(now))
             .cloned()
     }
 }
@@ -270,21 +275,26 @@ impl Outbound {
             match active.client.get(url).timeout(remaining).send().await {
                 Ok(response) => {
                     let status = response.status().as_u16();
-                    drain(response, deadline).await;
+                    let body = drain(response, deadline).await;
                     tracing::info!(
                         status,
+                        body = ?body,
                         thumbprint = %active.identity.thumbprint(),
                         source = active.identity.source.as_str(),
                         "partner call answered"
                     );
-                    return if (200..300).contains(&status) {
-                        Ok(OutboundSuccess {
+                    if !(200..300).contains(&status) {
+                        return Err(OutboundError::RemoteStatus { status });
+                    }
+                    // A 2xx counts once its body has arrived (or the drain limit is reached).
+                    return match body {
+                        Drained::Complete | Drained::Limit => Ok(OutboundSuccess {
                             status_code: status,
                             certificate_thumbprint: active.identity.thumbprint().to_owned(),
                             source: active.identity.source.as_str(),
-                        })
-                    } else {
-                        Err(OutboundError::RemoteStatus { status })
+                        }),
+                        Drained::TimedOut => Err(OutboundError::Timeout { seconds }),
+                        Drained::Failed(detail) => Err(OutboundError::Request { detail }),
                     };
                 }
                 Err(e) => {
@@ -292,12 +302,12 @@ impl Outbound {
                     let e = e.without_url();
                     let detail = client::chain_text(&e);
                     // A refused connection means the GET never reached the partner: safe
-                    // to try once more, if time allows.
-                    if kind == FailureKind::Unreachable
+                    // to try once more, if time allows. Nothing else is retried.
+                    if kind == FailureKind::Refused
                         && !retried
                         && remaining > Duration::from_secs(1)
                     {
-                        tracing::info!(error = %detail, "partner unreachable; retrying once");
+                        tracing::info!(error = %detail, "partner refused the connection; retrying once");
                         retried = true;
                         tokio::time::sleep(Duration::from_millis(250)).await;
                         continue;
@@ -306,7 +316,9 @@ impl Outbound {
                     return Err(match kind {
                         FailureKind::Timeout => OutboundError::Timeout { seconds },
                         FailureKind::Tls => OutboundError::Tls { detail },
-                        FailureKind::Unreachable => OutboundError::Unreachable { detail },
+                        FailureKind::Refused | FailureKind::Unreachable => {
+                            OutboundError::Unreachable { detail }
+                        }
                         FailureKind::Other => OutboundError::Request { detail },
                     });
                 }
@@ -324,13 +336,34 @@ fn no_identity(s: &Snapshot) -> OutboundError {
     }
 }
 
-/// Reads (and discards) up to 1 MiB of the body so the connection can be reused.
-async fn drain(mut response: reqwest::Response, deadline: Instant) {
+/// The most of a partner's body that is read (and discarded, so the connection can be
+/// reused); a longer body is cut off there and the connection closed.
+pub const DRAIN_LIMIT: usize = 1 << 20;
+
+/// How reading the partner's body ended.
+#[derive(Debug)]
+enum Drained {
+    Complete,
+    /// [`DRAIN_LIMIT`] bytes read; the rest is not waited for.
+    Limit,
+    /// The deadline came while the body was still arriving.
+    TimedOut,
+    Failed(String),
+}
+
+/// Reads (and discards) up to [`DRAIN_LIMIT`] bytes of the body, until `deadline`.
+async fn drain(mut response: reqwest::Response, deadline: Instant) -> Drained {
     let mut read = 0usize;
-    while read < 1 << 20 {
+    loop {
+        if read >= DRAIN_LIMIT {
+            return Drained::Limit;
+        }
         match tokio::time::timeout_at(deadline, response.chunk()).await {
+            Err(_) => return Drained::TimedOut,
             Ok(Ok(Some(chunk))) => read += chunk.len(),
-            _ => break,
+            Ok(Ok(None)) => return Drained::Complete,
+            Ok(Err(e)) if e.is_timeout() => return Drained::TimedOut,
+            Ok(Err(e)) => return Drained::Failed(client::chain_text(&e.without_url())),
         }
     }
 }
@@ -338,15 +371,29 @@ async fn drain(mut response: reqwest::Response, deadline: Instant) {
 /// The background loader: loads, publishes, sleeps until the next refresh (or a request's
 /// wake-up after a failure), forever. Aborted when the `Outbound` is dropped.
 async fn run_loader(inner: Arc<Inner>) {
+    let (sources, setup_failures) = IdentitySource::from_config(&inner.config);
+    load_loop(&inner, &sources, &setup_failures).await;
+}
+
+async fn load_loop(
+    inner: &Inner,
+    sources: &[IdentitySource],
+    setup_failures: &[identity::Attempt],
+) {
     let config = &inner.config;
-    let (sources, setup_failures) = IdentitySource::from_config(config);
     let mut failures_in_row: u32 = 0;
     loop {
         inner.state.send_modify(|s| s.loading = true);
         let now = system_clock();
         let current = inner.state.borrow().active.clone();
-        let loaded = identity::load_first(&sources, &setup_failures, now).await;
-        let next = match loaded.and_then(|id| activate(&inner, current.as_deref(), id)) {
+        let loaded = identity::load_first(
+            sources,
+            setup_failures,
+            now,
+            current.as_ref().map(|c| &c.identity),
+        )
+        .await;
+        let next = match loaded.and_then(|id| activate(inner, current.as_deref(), id)) {
             Ok(active) => {
                 failures_in_row = 0;
                 let next = next_refresh(config.refresh, active.identity.not_after(), now);
@@ -361,7 +408,7 @@ async fn run_loader(inner: Arc<Inner>) {
             Err(failure) => {
                 failures_in_row = failures_in_row.saturating_add(1);
                 let backoff = backoff(config, failures_in_row);
-                let keeps = current.as_ref().filter(|a| a.identity.not_after() > now);
+                let keeps = current.as_ref().filter(|a| a.identity.valid_at(now));
                 match keeps {
                     Some(old) => tracing::warn!(
                         error = %failure,
@@ -383,7 +430,8 @@ async fn run_loader(inner: Arc<Inner>) {
                     s.active = keep;
                     s.loading = false;
                     s.failure = Some(Arc::new(failure));
-                    s.retry_at = Some(Instant::now() + backoff);
+                    // A request may pull the next attempt forward, but not sooner than this.
+                    s.retry_at = Some(Instant::now() + config.retry_on_request_after.min(backoff));
                 });
                 next
             }
@@ -404,14 +452,18 @@ async fn run_loader(inner: Arc<Inner>) {
     }
 }
 
-/// Builds the client for a freshly loaded identity, reusing the current one when the
-/// certificate did not change (keeps pooled connections).
+/// Builds the client for a freshly loaded identity, reusing the current one when neither
+/// the certificate nor its chain changed (keeps pooled connections).
 fn activate(
     inner: &Inner,
     current: Option<&Active>,
     identity: ClientIdentity,
 ) -> Result<Arc<Active>, LoadFailure> {
-    if let Some(cur) = current.filter(|c| c.identity.thumbprint() == identity.thumbprint()) {
+    let same = |c: &&Active| {
+        c.identity.thumbprint() == identity.thumbprint()
+            && same_chain(&c.identity.material.chain, &identity.material.chain)
+    };
+    if let Some(cur) = current.filter(same) {
         tracing::debug!(thumbprint = %identity.thumbprint(), "outbound certificate unchanged");
         return Ok(Arc::new(Active {
             client: cur.client.clone(),
@@ -436,6 +488,14 @@ fn activate(
         "outbound certificate loaded"
     );
     Ok(Arc::new(Active { identity, client }))
+}
+
+/// Whether two intermediate chains are the same certificates in the same order.
+fn same_chain(a: &[X509], b: &[X509]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| matches!((x.to_der(), y.to_der()), (Ok(x), Ok(y)) if x == y))
 }
 
 /// The next refresh: the configured interval, but ahead of `notAfter` (by half the time
@@ -482,5 +542,44 @@ mod tests {
         };
         let got: Vec<u64> = (1..=5).map(|n| backoff(&c, n).as_secs()).collect();
         assert_eq!(got, vec![2, 4, 8, 10, 10]);
+    }
+
+    /// The README's schedule, with the default settings and the real loader (on Tokio's
+    /// paused clock, so the 17 minutes take no time).
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_source_is_retried_after_2_s_doubling_up_to_5_minutes() {
+        let inner = Arc::new(Inner {
+            config: OutboundConfig::default(),
+            remote_roots: Vec::new(),
+            state: watch::channel(Snapshot {
+                loading: true,
+                ..Snapshot::default()
+            })
+            .0,
+            wake: Notify::new(),
+        });
+        let failing = vec![identity::Attempt {
+            source: "a source that always fails".into(),
+            error: identity::SourceError::FileMissing,
+        }];
+        let mut rx = inner.state.subscribe();
+        let loader = {
+            let inner = inner.clone();
+            tokio::spawn(async move { load_loop(&inner, &[], &failing).await })
+        };
+        let mut failed_at = Vec::new();
+        while failed_at.len() < 11 {
+            rx.changed().await.unwrap();
+            let s = rx.borrow_and_update().clone();
+            if !s.loading && s.failure.is_some() {
+                failed_at.push(Instant::now());
+            }
+        }
+        loader.abort();
+        let gaps: Vec<u64> = failed_at
+            .windows(2)
+            .map(|w| (w[1] - w[0]).as_secs())
+            .collect();
+        assert_eq!(gaps, vec![2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
     }
 }

@@ -9,6 +9,10 @@
 //! two variables set to fixed values: the endpoint is `http://identity.test/...`, which the
 //! test points at its loopback stand-in through `NetworkOverrides::resolve`.
 //!
+//! The child also installs a log subscriber (debug level) that prints to its stdout and keeps
+//! a copy ([`LogCapture`]); the parent fails the test if the child's output holds the
+//! identity header, the access token, a private key or a secret value the vault served.
+//!
 //! Include with `#[path = "support/outbound.rs"] mod outbound_support;`.
 #![allow(dead_code)]
 
@@ -40,7 +44,21 @@ pub const IDENTITY_HOST: &str = "identity.test";
 pub const IDENTITY_ENDPOINT: &str = "http://identity.test/msi/token";
 pub const IDENTITY_HEADER: &str = "test-identity-header-not-a-secret";
 pub const ACCESS_TOKEN: &str = "test-access-token";
+/// A name for the partner when a test needs one that is not loopback (proxies).
+pub const PARTNER_HOST: &str = "partner.test";
 const CHILD_MARKER: &str = "MTLS_OUTBOUND_TEST_CHILD";
+/// Every proxy variable the handler or a library might read; scrubbed from children.
+pub const PROXY_VARIABLES: [&str; 9] = [
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "REQUEST_METHOD",
+];
 
 pub fn now() -> i64 {
     mtls_handler::clock::system_clock()
@@ -74,7 +92,7 @@ impl Pki {
         let partner_server = CertSpec::leaf("partner.test", n, 30)
             .with_ekus(Some(vec![Eku::ServerAuth]))
             .with_ip_addresses(&[IpAddr::V4(Ipv4Addr::LOCALHOST)])
-            .with_dns_names(&["localhost"])
+            .with_dns_names(&["localhost", PARTNER_HOST])
             .issued_by(&server_ca)
             .unwrap();
         let vault_server = CertSpec::leaf(VAULT_HOST, n, 30)
@@ -217,6 +235,15 @@ impl Server {
         handler: impl Fn(&Seen) -> Reply + Send + Sync + 'static,
     ) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on(listener, tls, handler)
+    }
+
+    /// As [`Server::start`], on a listener the caller made.
+    pub fn start_on(
+        listener: tokio::net::TcpListener,
+        tls: Option<SslAcceptor>,
+        handler: impl Fn(&Seen) -> Reply + Send + Sync + 'static,
+    ) -> Self {
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let handler: Handler = Arc::new(handler);
@@ -313,6 +340,8 @@ fn acceptor(server: &Issued, chain: &Issued) -> openssl::ssl::SslAcceptorBuilder
 pub struct PartnerBehaviour {
     pub status: u16,
     pub delay: Duration,
+    /// A `Location` header (for redirects).
+    pub location: Option<String>,
 }
 
 /// The partner: requires a client certificate chaining to `client_ca` (the handshake
@@ -322,19 +351,32 @@ pub struct Partner {
     pub behaviour: Arc<Mutex<PartnerBehaviour>>,
 }
 
+/// The partner's TLS acceptor: its server certificate, and client certificates required
+/// and verified against `pki.client_ca` alone (a client must send any intermediates).
+pub fn partner_acceptor(pki: &Pki) -> SslAcceptor {
+    let mut b = acceptor(&pki.partner_server, &pki.server_ca);
+    let mut store = X509StoreBuilder::new().unwrap();
+    store.add_cert(pki.client_ca.cert.clone()).unwrap();
+    b.set_verify_cert_store(store.build()).unwrap();
+    b.set_verify(SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT);
+    b.build()
+}
+
 impl Partner {
     pub async fn start(pki: &Pki) -> Self {
-        let mut b = acceptor(&pki.partner_server, &pki.server_ca);
-        let mut store = X509StoreBuilder::new().unwrap();
-        store.add_cert(pki.client_ca.cert.clone()).unwrap();
-        b.set_verify_cert_store(store.build()).unwrap();
-        b.set_verify(SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on(pki, listener)
+    }
+
+    /// The partner on a listener the caller made.
+    pub fn start_on(pki: &Pki, listener: tokio::net::TcpListener) -> Self {
         let behaviour = Arc::new(Mutex::new(PartnerBehaviour {
             status: 200,
             delay: Duration::ZERO,
+            location: None,
         }));
         let beh = behaviour.clone();
-        let server = Server::start(Some(b.build()), move |seen| {
+        let server = Server::start_on(listener, Some(partner_acceptor(pki)), move |seen| {
             let b = beh.lock().unwrap().clone();
             let cert = seen.peer.as_ref();
             let cn = cert.and_then(|c| {
@@ -343,16 +385,19 @@ impl Partner {
                     .next()
                     .map(|e| String::from_utf8_lossy(e.data().as_slice()).into_owned())
             });
-            Reply::json(
+            let mut reply = Reply::json(
                 b.status,
                 serde_json::json!({
                     "thumbprint": cert.map(thumbprint),
                     "commonName": cn,
                 }),
             )
-            .delayed(b.delay)
-        })
-        .await;
+            .delayed(b.delay);
+            if let Some(l) = b.location {
+                reply.headers.push(("location".into(), l));
+            }
+            reply
+        });
         Self { server, behaviour }
     }
 
@@ -360,8 +405,29 @@ impl Partner {
         format!("https://127.0.0.1:{}/partner/ping", self.server.addr.port())
     }
 
+    /// The URL under [`PARTNER_HOST`] (resolve it with `NetworkOverrides`, or a proxy).
+    pub fn named_url(&self) -> String {
+        format!(
+            "https://{PARTNER_HOST}:{}/partner/ping",
+            self.server.addr.port()
+        )
+    }
+
     pub fn set(&self, status: u16, delay: Duration) {
-        *self.behaviour.lock().unwrap() = PartnerBehaviour { status, delay };
+        *self.behaviour.lock().unwrap() = PartnerBehaviour {
+            status,
+            delay,
+            location: None,
+        };
+    }
+
+    /// Answers `status` with `Location: location`.
+    pub fn redirect(&self, status: u16, location: &str) {
+        *self.behaviour.lock().unwrap() = PartnerBehaviour {
+            status,
+            delay: Duration::ZERO,
+            location: Some(location.to_owned()),
+        };
     }
 
     /// Thumbprints of the client certificates presented, one per request.
@@ -492,6 +558,7 @@ impl Vault {
     }
 
     pub fn add_raw(&self, version: &str, content_type: &str, value: &str) {
+        served_secret(value);
         self.state.lock().unwrap().versions.push(SecretVersion {
             version: version.into(),
             content_type: content_type.into(),
@@ -622,6 +689,7 @@ pub fn azure_overrides(pki: &Pki, vault: SocketAddr, identity: SocketAddr) -> Ne
             (IDENTITY_HOST.to_owned(), identity),
         ],
         azure_roots_pem: pki.server_ca.cert_pem().unwrap(),
+        ..NetworkOverrides::default()
     }
 }
 
@@ -643,24 +711,332 @@ where
     }
 }
 
+// === Captured logs ===
+
+/// Secret values the vault stand-in served in this process (checked against the logs).
+static SERVED_SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+fn served_secret(value: &str) {
+    SERVED_SECRETS.lock().unwrap().push(value.to_owned());
+}
+
+type Hook = (String, Box<dyn FnMut() + Send>);
+
+/// Log lines as the handler's formatter writes them, kept for the test to read; optional
+/// hooks run (synchronously, inside the logging call) when a line contains a pattern.
+#[derive(Clone, Default)]
+pub struct LogCapture {
+    text: Arc<Mutex<String>>,
+    hooks: Arc<Mutex<Vec<Hook>>>,
+    echo: bool,
+}
+
+/// The writer the subscriber formats into.
+pub struct CaptureWriter(LogCapture);
+
+impl std::io::Write for CaptureWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let line = String::from_utf8_lossy(buf).into_owned();
+        if self.0.echo {
+            print!("{line}");
+        }
+        self.0.text.lock().unwrap().push_str(&line);
+        for (pattern, hook) in self.0.hooks.lock().unwrap().iter_mut() {
+            if line.contains(pattern.as_str()) {
+                hook();
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogCapture {
+    type Writer = CaptureWriter;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        CaptureWriter(self.clone())
+    }
+}
+
+impl LogCapture {
+    fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("debug"))
+            .with_writer(self.clone())
+            .with_ansi(false)
+            .finish()
+    }
+
+    /// Captures every debug-level event logged on this thread while the guard lives (use a
+    /// current-thread runtime so the code under test runs here).
+    pub fn this_thread() -> (Self, tracing::subscriber::DefaultGuard) {
+        let capture = Self::default();
+        let guard = tracing::subscriber::set_default(capture.subscriber());
+        (capture, guard)
+    }
+
+    /// Captures (and prints) everything in this process. For children, one test each.
+    pub fn whole_process() -> Self {
+        let capture = Self {
+            echo: true,
+            ..Self::default()
+        };
+        tracing::subscriber::set_global_default(capture.subscriber()).unwrap();
+        capture
+    }
+
+    pub fn text(&self) -> String {
+        self.text.lock().unwrap().clone()
+    }
+
+    /// How many lines contain `pattern`.
+    pub fn count(&self, pattern: &str) -> usize {
+        self.text().lines().filter(|l| l.contains(pattern)).count()
+    }
+
+    /// Runs `hook` each time a line containing `pattern` is logged.
+    pub fn on(&self, pattern: &str, hook: impl FnMut() + Send + 'static) {
+        self.hooks
+            .lock()
+            .unwrap()
+            .push((pattern.to_owned(), Box::new(hook)));
+    }
+
+    /// Waits (at most `limit`) until a line contains `pattern`.
+    pub async fn wait_for(&self, pattern: &str, limit: Duration) -> bool {
+        eventually(limit, || {
+            let found = self.count(pattern) > 0;
+            async move { found.then_some(()) }
+        })
+        .await
+        .is_some()
+    }
+
+    /// Fails if the logs hold a secret: the identity header, the token, a private key, a
+    /// served secret value (or its first 64 characters), or any of `also`.
+    pub fn assert_no_secrets(&self, also: &[&str]) {
+        let text = self.text();
+        let mut secrets: Vec<String> = vec![
+            IDENTITY_HEADER.into(),
+            ACCESS_TOKEN.into(),
+            "PRIVATE KEY".into(),
+        ];
+        for v in SERVED_SECRETS.lock().unwrap().iter() {
+            secrets.push(v.chars().take(64).collect());
+        }
+        secrets.extend(also.iter().map(|s| (*s).to_owned()));
+        for s in secrets {
+            assert!(
+                !text.contains(&s),
+                "the logs contain a secret ({s:.12}…):\n{text}"
+            );
+        }
+    }
+}
+
+// === A proxy stand-in ===
+
+/// What a proxy received: the request head (request line and headers) as sent.
+#[derive(Debug, Clone)]
+pub struct ProxySeen {
+    pub head: String,
+}
+
+/// An HTTP proxy on loopback: `CONNECT host:port` is tunnelled (to `routes[host]` if
+/// listed, else to `host:port`); any other request (plain-http proxying) is recorded and
+/// answered 502, as a corporate proxy that cannot reach the instance's local endpoints.
+pub struct ProxyStandIn {
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<ProxySeen>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ProxyStandIn {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl ProxyStandIn {
+    pub async fn start(routes: Vec<(String, SocketAddr)>) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on(listener, routes)
+    }
+
+    pub fn start_on(listener: tokio::net::TcpListener, routes: Vec<(String, SocketAddr)>) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let seen2 = seen.clone();
+        let routes: Arc<HashMap<String, SocketAddr>> = Arc::new(routes.into_iter().collect());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (seen, routes) = (seen2.clone(), routes.clone());
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") && head.len() < 64 * 1024 {
+                        match client.read(&mut byte).await {
+                            Ok(1) => head.push(byte[0]),
+                            _ => return,
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&head).into_owned();
+                    seen.lock().unwrap().push(ProxySeen { head: head.clone() });
+                    let mut words = head.split_whitespace();
+                    let (Some("CONNECT"), Some(target)) = (words.next(), words.next()) else {
+                        let _ = client
+                            .write_all(b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                            .await;
+                        return;
+                    };
+                    let host = target.rsplit_once(':').map_or(target, |(h, _)| h);
+                    let upstream = match routes.get(host) {
+                        Some(a) => tokio::net::TcpStream::connect(a).await,
+                        None => tokio::net::TcpStream::connect(target).await,
+                    };
+                    let Ok(mut upstream) = upstream else {
+                        let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n").await;
+                        return;
+                    };
+                    if client
+                        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                        .await
+                        .is_ok()
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                    }
+                });
+            }
+        });
+        Self { addr, seen, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.addr.port())
+    }
+
+    pub fn heads(&self) -> Vec<String> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| s.head.clone())
+            .collect()
+    }
+}
+
+// === A partner whose body stalls ===
+
+/// A partner (same TLS and client-certificate check as [`Partner`]) that answers 200 with
+/// `Content-Length: announced`, sends `sent` bytes of it, and then sends nothing more while
+/// the connection stays open.
+pub struct StallingPartner {
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for StallingPartner {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl StallingPartner {
+    pub async fn start(pki: &Pki, announced: usize, sent: usize) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let acceptor = Arc::new(partner_acceptor(pki));
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let ssl = Ssl::new(acceptor.context()).unwrap();
+                    let mut stream = tokio_openssl::SslStream::new(ssl, tcp).unwrap();
+                    if Pin::new(&mut stream).accept().await.is_err() {
+                        return;
+                    }
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        match stream.read(&mut byte).await {
+                            Ok(1) => head.push(byte[0]),
+                            _ => return,
+                        }
+                    }
+                    let reply = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\ncontent-length: {announced}\r\n\r\n"
+                    );
+                    if stream.write_all(reply.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    let chunk = vec![b'x'; 16 * 1024];
+                    let mut left = sent;
+                    while left > 0 {
+                        let n = left.min(chunk.len());
+                        if stream.write_all(&chunk[..n]).await.is_err() {
+                            return;
+                        }
+                        left -= n;
+                    }
+                    let _ = stream.flush().await;
+                    // Hold the connection open, sending nothing, until the test ends.
+                    std::future::pending::<()>().await;
+                    drop(stream);
+                });
+            }
+        });
+        Self { addr, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://127.0.0.1:{}/partner/ping", self.addr.port())
+    }
+}
+
 // === The child-process harness ===
 
 /// In the child: returns `true` (run the test body). In the parent: re-runs this test
 /// binary for `test_name` alone with `IDENTITY_ENDPOINT`/`IDENTITY_HEADER` set, waits (at
-/// most 120 s, killing it after), asserts it passed, and returns `false`.
+/// most 120 s, killing it after), asserts it passed and logged no secret, and returns
+/// `false`.
 pub fn in_managed_identity_env(test_name: &str) -> bool {
+    in_child_env(test_name, &[])
+}
+
+/// As [`in_managed_identity_env`], with `extra` variables set in the child (after every
+/// proxy variable of the parent's environment was removed).
+pub fn in_child_env(test_name: &str, extra: &[(&str, String)]) -> bool {
     if std::env::var_os(CHILD_MARKER).is_some() {
         return true;
     }
     let exe = std::env::current_exe().unwrap();
-    let mut child = Command::new(exe)
-        .args([test_name, "--exact", "--nocapture", "--test-threads=1"])
+    let mut cmd = Command::new(exe);
+    cmd.args([test_name, "--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD_MARKER, "1")
         .env("IDENTITY_ENDPOINT", IDENTITY_ENDPOINT)
         .env("IDENTITY_HEADER", IDENTITY_HEADER)
         .env_remove("MSI_ENDPOINT")
         .env_remove("MSI_SECRET")
-        .env("RUST_LOG", "info")
+        .env("RUST_LOG", "debug");
+    for v in PROXY_VARIABLES {
+        cmd.env_remove(v);
+    }
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -698,15 +1074,37 @@ pub fn in_managed_identity_env(test_name: &str) -> bool {
         stdout.contains("1 passed"),
         "child did not run exactly this test\n{report}"
     );
+    // The child's logs were captured (its subscriber prints them) and hold no secret.
+    assert!(
+        stdout.contains("mtls_handler::outbound"),
+        "the child logged nothing from the outbound module\n{report}"
+    );
+    for secret in [IDENTITY_HEADER, ACCESS_TOKEN, "PRIVATE KEY"] {
+        assert!(
+            !stdout.contains(secret) && !stderr.contains(secret),
+            "the child's output contains {secret:?}\n{report}"
+        );
+    }
     false
 }
 
-/// A multi-threaded runtime for a child's body.
+/// A multi-threaded runtime for a child's body; every log line of the child is captured
+/// and checked for secrets (see [`LogCapture::assert_no_secrets`]) once the body passed.
 pub fn block_on<F: std::future::Future<Output = ()>>(f: F) {
+    let logs = LogCapture::whole_process();
+    *CHILD_LOGS.lock().unwrap() = Some(logs.clone());
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap()
         .block_on(f);
+    logs.assert_no_secrets(&[]);
 }
+
+/// The child's capture (installed by [`block_on`]), for tests that wait for a log line.
+pub fn child_logs() -> LogCapture {
+    CHILD_LOGS.lock().unwrap().clone().expect("inside block_on")
+}
+
+static CHILD_LOGS: Mutex<Option<LogCapture>> = Mutex::new(None);
