@@ -49,6 +49,8 @@ pub struct KeyVaultConfig {
     /// Whether `IDENTITY_ENDPOINT` and `IDENTITY_HEADER` are set (App Service managed
     /// identity). The Azure SDK reads the values itself; only presence is kept, for messages.
     pub app_service_identity: bool,
+    /// `AZURE_CREDENTIAL` and what it needs: how the vault is signed in to.
+    pub credential: super::credential::CredentialConfig,
 }
 
 /// The file source.
@@ -228,6 +230,7 @@ fn key_vault(env: &dyn EnvSource) -> Result<Option<KeyVaultConfig>, ConfigError>
         client_id,
         app_service_identity: env.get("IDENTITY_ENDPOINT").is_some()
             && env.get("IDENTITY_HEADER").is_some(),
+        credential: super::credential::CredentialConfig::from_env(env)?,
     }))
 }
 

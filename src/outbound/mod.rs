@@ -18,6 +18,7 @@
 
 pub mod client;
 pub mod config;
+pub mod credential;
 pub mod identity;
 pub mod key_vault;
 pub mod pkcs12;
@@ -89,6 +90,9 @@ pub struct OutboundStatus {
     pub thumbprint: Option<String>,
     /// RFC 3339.
     pub not_after: Option<String>,
+    /// The Azure credential Key Vault is read with (`AZURE_CREDENTIAL`'s value, or what
+    /// `auto` chose), when Key Vault is configured.
+    pub credential: Option<&'static str>,
 }
 
 /// The identity in use and the client that presents it.
@@ -203,18 +207,26 @@ impl Outbound {
     /// What `/api/health` shows.
     pub fn status(&self) -> OutboundStatus {
         let s = self.inner.state.borrow();
+        let credential = self
+            .inner
+            .config
+            .key_vault
+            .as_ref()
+            .map(|kv| kv.credential.kind().as_str());
         match s.usable(system_clock()) {
             Some(a) => OutboundStatus {
                 state: "ready",
                 source: Some(a.identity.source.as_str()),
                 thumbprint: Some(a.identity.thumbprint().to_owned()),
                 not_after: Some(crate::app::rfc3339(a.identity.not_after())),
+                credential,
             },
             None => OutboundStatus {
                 state: if s.loading { "loading" } else { "unavailable" },
                 source: None,
                 thumbprint: None,
                 not_after: None,
+                credential,
             },
         }
     }
