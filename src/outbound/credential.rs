@@ -684,13 +684,16 @@ fn chain(e: &(dyn StdError + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut current = Some(e);
     while let Some(err) = current {
-        let text = err.to_string();
-        let text = text
-            .split("\nTo troubleshoot, visit ")
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_owned();
+        // Without the SDK's troubleshooting-link lines and repeated lines (an aggregate
+        // appends each error's chain again after its link).
+        let mut lines: Vec<&str> = Vec::new();
+        let full = err.to_string();
+        for l in full.lines().map(str::trim) {
+            if !l.is_empty() && !l.starts_with("To troubleshoot, visit ") && !lines.contains(&l) {
+                lines.push(l);
+            }
+        }
+        let text = lines.join("\n");
         if !text.is_empty()
             && !NOISE.contains(&text.as_str())
             && !parts.iter().any(|p| p.contains(&text))

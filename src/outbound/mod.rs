@@ -16,6 +16,7 @@
 //! waits for that attempt, otherwise it answers at once with what was tried. A failed
 //! refresh keeps the previous identity until its `notAfter`.
 
+pub mod check;
 pub mod client;
 pub mod config;
 pub mod credential;
