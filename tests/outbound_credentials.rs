@@ -1,7 +1,7 @@
 //! The outbound certificate from Key Vault with every credential `AZURE_CREDENTIAL` offers,
 //! each through the official SDK against loopback stand-ins of the real endpoints, reached
 //! through the SDK's documented options: a stub `az` on `PATH` (developer tools), a Microsoft
-//! Entra token endpoint at `AZURE_AUTHORITY_HOST` (workload identity, client certificate,
+//! Entra token endpoint at `AZURE_AUTHORITY_HOST` (the SDK's cloud option; workload identity, client certificate,
 //! client secret), App Service's identity endpoint at `IDENTITY_ENDPOINT` (managed
 //! identity), and Key Vault with its 401 challenge. Each test re-runs itself in a child
 //! process with a fixed environment (see `support/credentials.rs`).
@@ -69,8 +69,8 @@ impl World {
         }
     }
 
-    /// Settings: the partner, the vault, `AZURE_AUTHORITY_HOST` as the child's process has
-    /// it, plus `extra`; network overrides send every stand-in's host name to loopback.
+    /// Settings: the partner, the vault, `AZURE_AUTHORITY_HOST` (the Entra stand-in), plus
+    /// `extra`; network overrides send every stand-in's host name to loopback.
     fn config(&self, extra: &[(&str, String)]) -> OutboundConfig {
         let ca = self.pki.write_server_ca(self.dir.path());
         let mut pairs: Vec<(&str, String)> = vec![

@@ -5,8 +5,8 @@
 //!
 //! Owns: the credential settings (`AZURE_CREDENTIAL`, `AZURE_TENANT_ID`, `AZURE_CLIENT_ID`
 //! for service principals and workload identity, `AZURE_FEDERATED_TOKEN_FILE`,
-//! `AZURE_CLIENT_CERTIFICATE_PATH`/`_PASSWORD`, `AZURE_CLIENT_SECRET`, and the checks on
-//! `AZURE_AUTHORITY_HOST`, which the SDK reads itself), the `auto` order, the conversion of a
+//! `AZURE_CLIENT_CERTIFICATE_PATH`/`_PASSWORD`, `AZURE_CLIENT_SECRET`, `AZURE_AUTHORITY_HOST`,
+//! given to the SDK as its cloud option), the `auto` order, the conversion of a
 //! PEM certificate and key into the PKCS#12 the SDK's certificate credential takes, and the
 //! failure text: which credential, what failed (the SDK error's whole source chain, where
 //! the actionable part such as `AADSTS90002` or "Please run 'az login'" lives), what to do.
@@ -30,6 +30,7 @@
 use super::config::Secret;
 use super::pkcs12;
 use crate::config::{ConfigError, EnvSource};
+use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
 use azure_core::credentials::{AccessToken, SecretBytes, TokenCredential, TokenRequestOptions};
 use azure_core::error::ErrorKind;
 use azure_core::http::ClientOptions;
@@ -138,7 +139,8 @@ pub struct CredentialConfig {
     /// Why this credential: `AZURE_CREDENTIAL=client-secret`, or what `auto` found (and
     /// which other settings it left unused).
     pub reason: String,
-    /// `AZURE_AUTHORITY_HOST`, when set (the SDK reads it itself; kept for messages).
+    /// `AZURE_AUTHORITY_HOST`, when set: the Microsoft Entra authority for workload identity
+    /// and service principals (unset: the public cloud's).
     pub authority_host: Option<String>,
 }
 
@@ -556,6 +558,18 @@ fn build(
     client_options: ClientOptions,
 ) -> Result<Arc<dyn TokenCredential>, CredentialError> {
     let sdk = |e: azure_core::Error| explain(config, &e);
+    // The authority host always comes from the typed setting, never from the SDK's own read
+    // of the process environment: `func start` passes local.settings.json's empty
+    // "AZURE_AUTHORITY_HOST": "" through, which the SDK would take as an invalid URL.
+    let mut client_options = client_options;
+    client_options.cloud = Some(Arc::new(match &config.authority_host {
+        Some(host) => {
+            let mut custom = CustomConfiguration::default();
+            custom.authority_host.clone_from(host);
+            CloudConfiguration::from(custom)
+        }
+        None => CloudConfiguration::AzurePublic,
+    }));
     Ok(match &config.settings {
         CredentialSettings::ManagedIdentity { client_id, .. } => {
             ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {

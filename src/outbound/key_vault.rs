@@ -6,8 +6,8 @@
 //! [`KeyVaultError`]s that carry a status but never a token or secret value.
 //! Must not: parse certificates (see `pkcs12`) or decide fallbacks (see `identity`).
 //!
-//! The SDK reads `IDENTITY_ENDPOINT`, `IDENTITY_HEADER` and `AZURE_AUTHORITY_HOST` from the
-//! process environment itself; everything else comes from the typed settings.
+//! The SDK reads `IDENTITY_ENDPOINT` and `IDENTITY_HEADER` (and runs `az` from `PATH`)
+//! itself; everything else comes from the typed settings.
 
 use super::client::{azure_client, ClientBuildError};
 use super::config::{KeyVaultConfig, NetworkOverrides};

@@ -8,8 +8,9 @@
 //! - a stub `az` on `PATH` that answers `az account get-access-token -o json --scope …` as
 //!   the Azure CLI does (JSON with `accessToken`, `expiresOn`, `expires_on`, …) and fails as
 //!   it does when not logged in or when the session expired;
-//! - the child-process harness: the SDK reads `PATH`, `AZURE_AUTHORITY_HOST` and the App
-//!   Service variables from the process environment, and tests never change their own, so
+//! - the child-process harness: the SDK reads `PATH` and the App Service variables from the
+//!   process environment (`AZURE_AUTHORITY_HOST` is a typed setting the handler passes to
+//!   the SDK as its cloud option), and tests never change their own, so
 //!   each test re-runs itself in a child with a fixed environment (the stub directory is made
 //!   by the parent, so the script is complete before anything can execute it).
 //!
@@ -337,8 +338,7 @@ esac
 /// The fixed process environment of a child.
 #[derive(Debug, Clone, Copy)]
 pub enum ChildEnv {
-    /// No managed identity: `PATH` starts with the stub `az`; `AZURE_AUTHORITY_HOST` is the
-    /// Entra stand-in.
+    /// No managed identity: `PATH` starts with the stub `az`.
     Laptop,
     /// As `Laptop`, plus App Service's `IDENTITY_ENDPOINT`/`IDENTITY_HEADER`.
     AppService,
@@ -359,7 +359,6 @@ pub fn in_child(test_name: &str, env: ChildEnv) -> bool {
         .env(CHILD_MARKER, "1")
         .env(STUB_DIR, stubs.path())
         .env("PATH", format!("{}:/usr/bin:/bin", stubs.path().display()))
-        .env("AZURE_AUTHORITY_HOST", AUTHORITY_HOST)
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
