@@ -982,6 +982,16 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_authority_host_from_local_settings_means_the_public_cloud() {
+        assert_eq!(chosen(&[(AZURE_AUTHORITY_HOST, "")]).authority_host, None);
+        let c = chosen(&[(AZURE_AUTHORITY_HOST, "https://login.microsoftonline.us/")]);
+        assert_eq!(
+            c.authority_host.as_deref(),
+            Some("https://login.microsoftonline.us")
+        );
+    }
+
+    #[test]
     fn bad_values_fail_start_up_naming_the_setting() {
         for (pairs, setting) in [
             (vec![(AZURE_CREDENTIAL, "azure-cli")], AZURE_CREDENTIAL),
