@@ -181,6 +181,10 @@ credential_test!(
                 "account get-access-token -o json --scope {VAULT_SCOPE}"
             )]
         );
+        assert!(
+            w.az.azd_calls().is_empty(),
+            "az answered, so azd is not asked"
+        );
         assert!(w.entra.server.seen().is_empty());
         assert!(w.identity.server.seen().is_empty());
     }
@@ -199,6 +203,12 @@ credential_test!(
         );
         assert!(
             msg.contains("you are not signed in: run `az login`"),
+            "{msg}"
+        );
+        // The SDK then asked azd (the second developer tool), and says so too.
+        assert_eq!(w.az.azd_calls().len(), 1);
+        assert!(
+            msg.contains("not logged in, run `azd auth login` to login"),
             "{msg}"
         );
         assert!(!msg.contains("non-transport error"), "{msg}");

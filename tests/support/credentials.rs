@@ -7,7 +7,8 @@
 //!   certificate registered on the application, named by its `x5t` (AADSTS700027);
 //! - a stub `az` on `PATH` that answers `az account get-access-token -o json --scope …` as
 //!   the Azure CLI does (JSON with `accessToken`, `expiresOn`, `expires_on`, …) and fails as
-//!   it does when not logged in or when the session expired;
+//!   it does when not logged in or when the session expired, and a stub `azd` that is never
+//!   signed in (the SDK tries it after `az`);
 //! - the child-process harness: the SDK reads `PATH` and the App Service variables from the
 //!   process environment (`AZURE_AUTHORITY_HOST` is a typed setting the handler passes to
 //!   the SDK as its cloud option), and tests never change their own, so
@@ -287,7 +288,16 @@ impl AzStub {
 
     /// The argument lists `az` was called with, one per call.
     pub fn calls(&self) -> Vec<String> {
-        std::fs::read_to_string(self.dir.join("az-calls"))
+        self.read("az-calls")
+    }
+
+    /// The argument lists the `azd` stub was called with.
+    pub fn azd_calls(&self) -> Vec<String> {
+        self.read("azd-calls")
+    }
+
+    fn read(&self, name: &str) -> Vec<String> {
+        std::fs::read_to_string(self.dir.join(name))
             .unwrap_or_default()
             .lines()
             .map(str::to_owned)
@@ -330,6 +340,20 @@ esac
     );
     let path = dir.join("az");
     std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // The SDK's developer-tools credential tries `azd` after `az`: a stub that is never
+    // signed in keeps the tests independent of whatever azd the machine has.
+    let azd = r#"#!/bin/sh
+# Stand-in for the Azure Developer CLI (tests only): never signed in, as azd reports it.
+printf '%s
+' "$*" >> "$(dirname "$0")/azd-calls"
+echo '{"type":"consoleMessage","timestamp":"2026-11-30T12:00:00Z","data":{"message":"
+ERROR: not logged in, run `azd auth login` to login
+"}}' >&2
+exit 1
+"#;
+    let path = dir.join("azd");
+    std::fs::write(&path, azd).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
