@@ -541,6 +541,31 @@ credential_test!(
     }
 );
 
+credential_test!(
+    outbound_check_passes_on_the_file_fallback_but_warns_about_key_vault,
+    ChildEnv::Laptop,
+    async {
+        let w = World::new().await;
+        w.vault.set_mode(VaultMode::Status(403));
+        let file = w.pki.client("outbound-file-fallback");
+        let path = w.dir.path().join("fallback.pfx");
+        std::fs::write(&path, file.pkcs12("", &[]).unwrap()).unwrap();
+        let config = w.config(&[("OUTBOUND_CLIENT_CERT_PATH", path.display().to_string())]);
+        let report =
+            mtls_handler::outbound::check::check(&config, mtls_handler::app::system_clock()).await;
+        assert!(report.ok, "{}", report.text);
+        let t = &report.text;
+        assert!(
+            t.contains(&format!("thumbprint:  {}", thumbprint(&file.cert))),
+            "{t}"
+        );
+        assert!(
+            t.contains("warning:") && t.contains("access denied (HTTP 403)"),
+            "{t}"
+        );
+    }
+);
+
 // === The real binary ===
 
 fn handler(env: &[(&str, String)], args: &[&str]) -> Command {

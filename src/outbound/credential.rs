@@ -815,7 +815,8 @@ fn hint(config: &CredentialConfig, reason: &str) -> Option<String> {
     } else if developer && (has("not found on PATH") || has("wasn't found on PATH")) {
         format!(
             "install the Azure CLI and run `az login`, or set {AZURE_CREDENTIAL} to the \
-             credential this machine has"
+             credential this machine has (on App Service or Container Apps: turn on the app's \
+             managed identity, which sets IDENTITY_ENDPOINT)"
         )
     } else if matches!(
         config.settings,
