@@ -79,6 +79,8 @@ impl World {
             ("KEY_VAULT_URL", VAULT_URL.into()),
             ("OUTBOUND_CLIENT_CERT_NAME", CERT_NAME.into()),
             ("AZURE_AUTHORITY_HOST", AUTHORITY_HOST.into()),
+            // Generous for a loaded machine: failures answer as soon as the load fails.
+            ("REMOTE_API_TIMEOUT_SECONDS", "10".into()),
         ];
         pairs.extend(extra.iter().cloned());
         let mut overrides =
