@@ -8,7 +8,9 @@
 //! Must not: map errors to HTTP (that is `http_error`), block start-up, or log secrets.
 //!
 //! Sub-modules: [`config`] (settings), [`identity`] (sources, in order), [`key_vault`],
-//! [`pkcs12`] (bytes → key material, pure), [`client`] (reqwest clients, error kinds).
+//! [`credential`] (the Azure credential Key Vault is read with), [`pkcs12`] (bytes → key
+//! material, pure), [`client`] (reqwest clients, error kinds), [`check`] (`handler outbound
+//! check`).
 //!
 //! Lifecycle: [`Outbound::start`] spawns the loader on the current Tokio runtime and returns
 //! at once. A call made while the first load runs waits for it (bounded by the call
