@@ -21,9 +21,9 @@
 //!    `AZURE_CLIENT_ID`, `AZURE_TENANT_ID`); both at once is refused as ambiguous;
 //! 4. developer tools (`az login`, then `azd auth login`) when none of the above is set.
 //!
-//! The VM/container IMDS identity is used only when chosen (`AZURE_CREDENTIAL=
-//! managed-identity` without `IDENTITY_ENDPOINT`): on a laptop, probing 169.254.169.254 would
-//! only add a slow, confusing failure. A chosen credential that is incomplete fails start-up
+//! The VM/container IMDS identity is used only when chosen
+//! (`AZURE_CREDENTIAL=managed-identity` without `IDENTITY_ENDPOINT`): on a laptop, probing
+//! 169.254.169.254 would only add a slow, confusing failure. A chosen credential that is incomplete fails start-up
 //! naming the missing setting; one that fails at run time reports its own failure and is
 //! never replaced by another.
 
