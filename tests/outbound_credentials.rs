@@ -503,9 +503,7 @@ credential_test!(
     ChildEnv::Laptop,
     async {
         let w = World::new().await;
-        let report =
-            mtls_handler::outbound::check::check(&w.config(&[]), mtls_handler::app::system_clock())
-                .await;
+        let report = mtls_handler::outbound::check::check(&w.config(&[]), now()).await;
         assert!(report.ok, "{}", report.text);
         let t = &report.text;
         for want in [
@@ -528,9 +526,7 @@ credential_test!(
     async {
         let w = World::new().await;
         w.az.set(AzMode::LoggedOut);
-        let report =
-            mtls_handler::outbound::check::check(&w.config(&[]), mtls_handler::app::system_clock())
-                .await;
+        let report = mtls_handler::outbound::check::check(&w.config(&[]), now()).await;
         assert!(!report.ok);
         assert!(
             report.text.contains("Not loaded")
@@ -553,8 +549,7 @@ credential_test!(
         let path = w.dir.path().join("fallback.pfx");
         std::fs::write(&path, file.pkcs12("", &[]).unwrap()).unwrap();
         let config = w.config(&[("OUTBOUND_CLIENT_CERT_PATH", path.display().to_string())]);
-        let report =
-            mtls_handler::outbound::check::check(&config, mtls_handler::app::system_clock()).await;
+        let report = mtls_handler::outbound::check::check(&config, now()).await;
         assert!(report.ok, "{}", report.text);
         let t = &report.text;
         assert!(

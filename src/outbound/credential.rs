@@ -27,7 +27,6 @@
 //! naming the missing setting; one that fails at run time reports its own failure and is
 //! never replaced by another.
 
-use super::config::Secret;
 use super::pkcs12;
 use crate::config::{ConfigError, EnvSource};
 use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
@@ -58,6 +57,28 @@ pub const IDENTITY_HEADER: &str = "IDENTITY_HEADER";
 
 /// The largest service principal certificate file read (PEM or PKCS#12 are a few KiB).
 const MAX_CERTIFICATE_FILE: u64 = 1 << 20;
+
+/// A secret setting (client secret, certificate password): compared by value, never
+/// printed. (Its own type, not `config::Secret`: `config` reads this module's settings.)
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value, for the SDK call that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
 
 /// The credential kinds `AZURE_CREDENTIAL` names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
