@@ -218,18 +218,18 @@ impl Outbound {
             .map(|kv| kv.credential.kind().as_str());
         match s.usable(system_clock()) {
             Some(a) => OutboundStatus {
+                credential,
                 state: "ready",
                 source: Some(a.identity.source.as_str()),
                 thumbprint: Some(a.identity.thumbprint().to_owned()),
                 not_after: Some(crate::app::rfc3339(a.identity.not_after())),
-                credential,
             },
             None => OutboundStatus {
+                credential,
                 state: if s.loading { "loading" } else { "unavailable" },
                 source: None,
                 thumbprint: None,
                 not_after: None,
-                credential,
             },
         }
     }
