@@ -167,12 +167,12 @@ fn token_reply(seen: &Seen, registered: Option<&X509>) -> Reply {
             ),
         );
     }
-    let ok = match (field("client_secret"), field("client_assertion")) {
-        (Some(secret), None) => {
-            if secret != CLIENT_SECRET {
-                return entra_error(401, "invalid_client", 7000215, "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '22222222-3333-4444-5555-666666666666'.");
-            }
-            true
+    // The client authenticates with its secret, or with an assertion: the workload
+    // identity's federated token or a JWT signed by the registered certificate.
+    match (field("client_secret"), field("client_assertion")) {
+        (Some(secret), None) if secret == CLIENT_SECRET => {}
+        (Some(_), None) => {
+            return entra_error(401, "invalid_client", 7000215, "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '22222222-3333-4444-5555-666666666666'.");
         }
         (None, Some(assertion)) => {
             if field("client_assertion_type")
@@ -180,22 +180,19 @@ fn token_reply(seen: &Seen, registered: Option<&X509>) -> Reply {
             {
                 return entra_error(400, "invalid_request", 50027, "Invalid JWT token.");
             }
-            if assertion == FEDERATED_TOKEN {
-                true
-            } else if let Err(why) = verify_assertion(assertion, registered, tenant) {
-                return entra_error(
-                    401,
-                    "invalid_client",
-                    700027,
-                    &format!("Client assertion failed signature validation. ({why})"),
-                );
-            } else {
-                true
+            if assertion != FEDERATED_TOKEN {
+                if let Err(why) = verify_assertion(assertion, registered, tenant) {
+                    return entra_error(
+                        401,
+                        "invalid_client",
+                        700027,
+                        &format!("Client assertion failed signature validation. ({why})"),
+                    );
+                }
             }
         }
         _ => return entra_error(400, "invalid_request", 7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'."),
-    };
-    assert!(ok);
+    }
     Reply::json(
         200,
         serde_json::json!({
