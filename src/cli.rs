@@ -54,6 +54,18 @@ pub enum Command {
         /// Certificate file; `-` or nothing reads standard input.
         file: Option<PathBuf>,
     },
+    /// The outbound (client) certificate.
+    Outbound {
+        #[command(subcommand)]
+        command: OutboundCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OutboundCommand {
+    /// Load the outbound certificate once with the current settings and print where it came
+    /// from (credential, vault, version, thumbprint, notAfter) or why not. Exit 0 loaded, 1 not.
+    Check,
 }
 
 /// Parses the arguments and runs the chosen command.
@@ -75,6 +87,9 @@ pub fn main() -> ExitCode {
             tls_key,
             mode,
         }),
+        Some(Command::Outbound {
+            command: OutboundCommand::Check,
+        }) => crate::outbound::check::run(),
         Some(Command::Inspect { file }) => crate::tools::inspect::run(file.as_deref()),
     }
 }

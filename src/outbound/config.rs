@@ -52,6 +52,8 @@ pub struct KeyVaultConfig {
     pub app_service_identity: bool,
     /// How the vault is reached (the managed-identity endpoint never uses a proxy).
     pub proxy: ProxyConfig,
+    /// `AZURE_CREDENTIAL` and what it needs: how the vault is signed in to.
+    pub credential: super::credential::CredentialConfig,
 }
 
 /// The proxy for Key Vault and the partner, from the usual environment variables, as the
@@ -315,6 +317,7 @@ fn key_vault(
         app_service_identity: env.get("IDENTITY_ENDPOINT").is_some()
             && env.get("IDENTITY_HEADER").is_some(),
         proxy: proxy.clone(),
+        credential: super::credential::CredentialConfig::from_env(env)?,
     }))
 }
 

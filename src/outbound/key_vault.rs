@@ -1,21 +1,21 @@
 //! Reading the outbound certificate from Key Vault: the certificate's backing secret, read
-//! with the official SDK and the App Service managed identity.
+//! with the official SDK and the credential `AZURE_CREDENTIAL` chooses (see `credential`).
 //!
 //! Owns: the SDK objects (credential and `SecretClient`, built once and reused so the token
 //! cache works), the bounded retry policy, the content types, and turning SDK errors into
 //! [`KeyVaultError`]s that carry a status but never a token or secret value.
 //! Must not: parse certificates (see `pkcs12`) or decide fallbacks (see `identity`).
 //!
-//! The SDK reads `IDENTITY_ENDPOINT` and `IDENTITY_HEADER` from the process environment
-//! itself when the credential is built; `AZURE_CLIENT_ID` comes from the typed settings.
-//! The vault is reached through the configured proxy, if any; the managed-identity endpoint
-//! never is (its transport is [`identity_client`]).
+//! The SDK reads `IDENTITY_ENDPOINT` and `IDENTITY_HEADER` (and runs `az` from `PATH`)
+//! itself; everything else comes from the typed settings. The vault and Microsoft Entra are
+//! reached through the configured proxy, if any; the managed-identity endpoint never is
+//! (its transport is [`identity_client`]).
 
 use super::client::{azure_client, identity_client, ClientBuildError};
 use super::config::{KeyVaultConfig, NetworkOverrides};
+use super::credential::{AzureCredential, CredentialConfig, CredentialError};
 use azure_core::error::ErrorKind;
 use azure_core::http::{ClientOptions, FixedRetryOptions, RetryOptions, Transport};
-use azure_identity::{ManagedIdentityCredential, ManagedIdentityCredentialOptions, UserAssignedId};
 use azure_security_keyvault_secrets::models::SecretClientGetSecretOptions;
 use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
 use base64::Engine as _;
@@ -27,14 +27,17 @@ use std::time::Duration;
 pub enum KeyVaultError {
     #[error("not authorized (HTTP 401)")]
     Unauthorized,
-    #[error("access denied (HTTP 403): the identity needs the Key Vault Secrets User role")]
-    Forbidden,
+    #[error("access denied (HTTP 403): {principal} needs Key Vault Secrets User on {vault}")]
+    Forbidden { principal: String, vault: String },
     #[error("certificate not found (HTTP 404)")]
     NotFound,
     #[error("Key Vault answered HTTP {status}")]
     Status { status: u16 },
     #[error("managed identity token request failed ({reason})")]
     ManagedIdentity { reason: String },
+    /// The credential gave no token: which one, why, what to do.
+    #[error("{0}")]
+    Credential(CredentialError),
     #[error("cannot reach Key Vault ({reason})")]
     Unreachable { reason: String },
     #[error("timed out after {seconds}s")]
@@ -114,17 +117,14 @@ impl KeyVaultReader {
             }),
             ..Default::default()
         };
-        let credential = ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
-            user_assigned_id: config.client_id.clone().map(UserAssignedId::ClientId),
-            // Never through a proxy: the request carries the X-IDENTITY-HEADER secret.
-            client_options: ClientOptions {
-                transport: Some(Transport::new(Arc::new(identity_transport))),
-                ..client_options.clone()
-            },
-        }))
-        .map_err(|e| KeyVaultError::ManagedIdentity {
-            reason: short(&e.to_string()),
-        })?;
+        // The managed-identity endpoint is never proxied: its request carries the
+        // X-IDENTITY-HEADER secret.
+        let identity_options = ClientOptions {
+            transport: Some(Transport::new(Arc::new(identity_transport))),
+            ..client_options.clone()
+        };
+        let credential =
+            AzureCredential::new(&config.credential, client_options.clone(), identity_options);
         let client = SecretClient::new(
             &config.vault_url,
             credential,
@@ -162,7 +162,13 @@ impl KeyVaultReader {
                     seconds: self.timeout.as_secs(),
                 })
             }
-            Ok(Err(e)) => return Err(map_error(&e)),
+            Ok(Err(e)) => {
+                return Err(map_error(
+                    &e,
+                    &self.config.vault_url,
+                    &self.config.credential,
+                ))
+            }
             Ok(Ok(s)) => s,
         };
         let value = secret
@@ -191,11 +197,17 @@ impl KeyVaultReader {
 }
 
 /// SDK error → [`KeyVaultError`], keeping statuses, dropping bodies.
-fn map_error(e: &azure_core::Error) -> KeyVaultError {
+fn map_error(e: &azure_core::Error, vault: &str, credential: &CredentialConfig) -> KeyVaultError {
+    if let Some(c) = CredentialError::find(e) {
+        return KeyVaultError::Credential(c.clone());
+    }
     match e.kind() {
         ErrorKind::HttpResponse { status, .. } => match u16::from(*status) {
             401 => KeyVaultError::Unauthorized,
-            403 => KeyVaultError::Forbidden,
+            403 => KeyVaultError::Forbidden {
+                principal: credential.principal(),
+                vault: vault.to_owned(),
+            },
             404 => KeyVaultError::NotFound,
             s => KeyVaultError::Status { status: s },
         },

@@ -8,7 +8,9 @@
 //! Must not: map errors to HTTP (that is `http_error`), block start-up, or log secrets.
 //!
 //! Sub-modules: [`config`] (settings), [`identity`] (sources, in order), [`key_vault`],
-//! [`pkcs12`] (bytes → key material, pure), [`client`] (reqwest clients, error kinds).
+//! [`credential`] (the Azure credential Key Vault is read with), [`pkcs12`] (bytes → key
+//! material, pure), [`client`] (reqwest clients, error kinds), [`check`] (`handler outbound
+//! check`).
 //!
 //! Lifecycle: [`Outbound::start`] spawns the loader on the current Tokio runtime and returns
 //! at once. A call made while the first load runs waits for it (bounded by the call
@@ -18,8 +20,10 @@
 //! once with what was tried. A failed refresh keeps the previous identity until its
 //! `notAfter`.
 
+pub mod check;
 pub mod client;
 pub mod config;
+pub mod credential;
 pub mod identity;
 pub mod key_vault;
 pub mod pkcs12;
@@ -94,6 +98,9 @@ pub struct OutboundStatus {
     pub thumbprint: Option<String>,
     /// RFC 3339.
     pub not_after: Option<String>,
+    /// The Azure credential Key Vault is read with (`AZURE_CREDENTIAL`'s value, or what
+    /// `auto` chose), when Key Vault is configured.
+    pub credential: Option<&'static str>,
 }
 
 /// The identity in use and the client that presents it.
@@ -208,14 +215,22 @@ impl Outbound {
     /// What `/api/health` shows.
     pub fn status(&self) -> OutboundStatus {
         let s = self.inner.state.borrow();
+        let credential = self
+            .inner
+            .config
+            .key_vault
+            .as_ref()
+            .map(|kv| kv.credential.kind().as_str());
         match s.usable(system_clock()) {
             Some(a) => OutboundStatus {
+                credential,
                 state: "ready",
                 source: Some(a.identity.source.as_str()),
                 thumbprint: Some(a.identity.thumbprint().to_owned()),
                 not_after: Some(crate::clock::rfc3339(a.identity.not_after())),
             },
             None => OutboundStatus {
+                credential,
                 state: if s.loading { "loading" } else { "unavailable" },
                 source: None,
                 thumbprint: None,

@@ -167,9 +167,12 @@ pub fn legacy_pkcs12(dir: &Path, leaf: &Issued, password: &str) -> Vec<u8> {
 /// What a stand-in saw.
 #[derive(Debug, Clone)]
 pub struct Seen {
+    pub method: String,
     pub path_and_query: String,
     pub headers: HashMap<String, String>,
     pub peer: Option<X509>,
+    /// The request body (form posts to the token endpoint), as text.
+    pub body: String,
 }
 
 impl Seen {
@@ -290,14 +293,22 @@ async fn serve_connection<I>(
     let svc = service_fn(move |req: hyper::Request<Incoming>| {
         let (handler, seen, peer) = (handler.clone(), seen.clone(), peer.clone());
         async move {
+            use http_body_util::BodyExt as _;
+            let (parts, body) = req.into_parts();
+            let body = body
+                .collect()
+                .await
+                .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
+                .unwrap_or_default();
             let info = Seen {
-                path_and_query: req
-                    .uri()
+                method: parts.method.as_str().to_owned(),
+                path_and_query: parts
+                    .uri
                     .path_and_query()
                     .map(|p| p.as_str().to_owned())
                     .unwrap_or_default(),
-                headers: req
-                    .headers()
+                headers: parts
+                    .headers
                     .iter()
                     .map(|(k, v)| {
                         (
@@ -307,6 +318,7 @@ async fn serve_connection<I>(
                     })
                     .collect(),
                 peer,
+                body,
             };
             let reply = handler(&info);
             seen.lock().unwrap().push(info);
@@ -325,7 +337,7 @@ async fn serve_connection<I>(
         .await;
 }
 
-fn acceptor(server: &Issued, chain: &Issued) -> openssl::ssl::SslAcceptorBuilder {
+pub fn acceptor(server: &Issued, chain: &Issued) -> openssl::ssl::SslAcceptorBuilder {
     let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).unwrap();
     b.set_private_key(&server.key).unwrap();
     b.set_certificate(&server.cert).unwrap();
