@@ -495,6 +495,20 @@ fn a_cached_acceptance_ends_when_a_loaded_crl_issued_in_the_future_takes_effect(
         t + 100
     );
 
+    let r = Revocation {
+        crls: &set,
+        fail_open: true,
+    };
+    // Fail-open with no CRL in force for the issuer: the acceptance still ends there.
+    let only_future = set_of(&[&root_crl, &next], &anchors);
+    let open = Revocation {
+        crls: &only_future,
+        ..r
+    };
+    let (accepted, status) = validate_with_revocation(&client.der(), &p, Some(&open), t).unwrap();
+    assert!(matches!(status, RevocationStatus::UnknownAccepted { .. }));
+    assert!(accepted.valid_until < t + 100);
+
     let gate = InboundGate::with_revocation(p, ValidationCache::new(100, 3600), set, false, false);
     let header = [client.header_value()];
     assert!(gate.check(&header, t).is_ok());
@@ -593,6 +607,45 @@ fn the_handler_rejects_a_revoked_leaf_and_a_leaf_under_a_revoked_intermediate() 
         ("CLIENT_CERT_CRL_PATH", &other_crls),
     ]);
     assert_eq!(code_of(&h, &under_revoked_ca), "revoked");
+}
+
+#[test]
+fn the_handler_checks_a_leaf_against_its_own_crl_partition_in_the_crl_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::new();
+    let (part1, part2) = (
+        "http://crl.example/part1.crl",
+        "http://crl.example/part2.crl",
+    );
+    let listed = client_in_partition(&pki, part1);
+    let elsewhere = client_in_partition(&pki, part2);
+    let t = now();
+    let ca = write(dir.path(), "ca.pem", &pki.ca_bundle_pem());
+    let crls = dir.path().join("crls");
+    std::fs::create_dir(&crls).unwrap();
+    write(
+        &crls,
+        "root.pem",
+        &pem(&[&crl(&pki.root, &[], t - 60, t + DAY)]),
+    );
+    let p1 = crl_scoped(
+        &pki.issuing,
+        &[&listed.cert],
+        t - 120,
+        t + DAY,
+        &Idp::partition(part1),
+    );
+    let p2 = crl_scoped(&pki.issuing, &[], t - 60, t + DAY, &Idp::partition(part2));
+    write(&crls, "part1.pem", &pem(&[&p1]));
+    write(&crls, "part2.pem", &pem(&[&p2]));
+    let crls = crls.to_string_lossy().into_owned();
+    let h = Handler::start(&[
+        ("CLIENT_CERT_CA_PATH", &ca),
+        ("CLIENT_CERT_CRL_PATH", &crls),
+    ]);
+    assert_eq!(code_of(&h, &listed), "revoked");
+    assert_eq!(code_of(&h, &elsewhere), "ok");
+    assert_eq!(code_of(&h, &pki.client(PARTNER_CN)), "revocation_unknown");
 }
 
 #[test]

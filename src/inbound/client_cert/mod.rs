@@ -191,6 +191,7 @@ pub fn validate_with_revocation(
             r,
             revocation::check_chain(&chain, &cert, r.crls, trust, now),
             accepted,
+            now,
         ),
     }
 }
@@ -214,7 +215,7 @@ fn revocation_if_issued(
     };
     match revocation::check_issued(der, cert, r.crls, trust, now) {
         None => Ok((accepted, RevocationStatus::NotApplicable)),
-        Some(checked) => apply_revocation(r, checked, accepted),
+        Some(checked) => apply_revocation(r, checked, accepted, now),
     }
 }
 
@@ -222,6 +223,7 @@ fn apply_revocation(
     r: &Revocation<'_>,
     checked: Result<Option<i64>, CertError>,
     mut accepted: Accepted,
+    now: i64,
 ) -> Result<(Accepted, RevocationStatus), CertError> {
     match checked {
         Ok(until) => {
@@ -231,6 +233,10 @@ fn apply_revocation(
             Ok((accepted, RevocationStatus::Good))
         }
         Err(CertError::RevocationUnknown { reason }) if r.fail_open => {
+            // Nothing spoke for the chain; a loaded CRL that comes into force later might.
+            if let Some(next) = r.crls.next_in_force_after(now) {
+                accepted.valid_until = accepted.valid_until.min(next - 1);
+            }
             Ok((accepted, RevocationStatus::UnknownAccepted { reason }))
         }
         Err(e) => Err(e),

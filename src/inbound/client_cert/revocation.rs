@@ -327,6 +327,15 @@ impl CrlSet {
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Crl>> {
         self.by_issuer.values().flatten()
     }
+
+    /// The earliest thisUpdate after `now` of any CRL in the set: when a CRL loaded ahead
+    /// of time comes into force.
+    pub fn next_in_force_after(&self, now: i64) -> Option<i64> {
+        self.iter()
+            .map(|c| c.this_update)
+            .filter(|t| *t > now)
+            .min()
+    }
 }
 
 /// Revocation checking as the caller configured it.
@@ -473,49 +482,54 @@ fn check_path(
 /// cross-certificate), the one the path continues through, chosen the same way whatever
 /// the file or map order: a self-signed one if configured, else the lowest SHA-256.
 fn representative<'a>(cert: &'a X509, anchors: &'a TrustAnchors) -> &'a X509 {
-    let Some(key) = key_id(cert) else {
-        return cert;
-    };
-    anchors
+    // Names first: comparing them is cheap, digesting keys is not.
+    let named: Vec<&X509> = anchors
         .certificates()
-        .filter(|ca| {
-            key_id(ca) == Some(key)
-                && ca
-                    .subject_name()
-                    .try_cmp(cert.subject_name())
-                    .is_ok_and(|o| o.is_eq())
-        })
+        .filter(|ca| same_name(ca.subject_name(), cert.subject_name()))
+        .collect();
+    if named.len() < 2 {
+        return cert;
+    }
+    let key = key_id(cert);
+    let group: Vec<&X509> = named
+        .into_iter()
+        .filter(|ca| key.is_some() && key_id(ca) == key)
         .chain(std::iter::once(cert))
-        .min_by_key(|ca| {
-            (
-                !is_self_issued(ca),
-                ca.to_der().map(|d| super::sha256(&d)).ok(),
-            )
-        })
-        .unwrap_or(cert)
+        .collect();
+    preferred(group).unwrap_or(cert)
 }
 
 /// A configured CA that issued `cert` (its subject is `cert`'s issuer and its key verifies
 /// `cert`'s signature), other than those in `visited`.
 fn parent_of<'a>(cert: &X509Ref, anchors: &'a TrustAnchors, visited: &[&X509]) -> Option<&'a X509> {
-    anchors
+    let candidates: Vec<&X509> = anchors
         .certificates()
         .filter(|ca| {
-            !visited
-                .iter()
-                .any(|v| key_id(v) == key_id(ca) && same_name(v.subject_name(), ca.subject_name()))
-                && same_name(cert.issuer_name(), ca.subject_name())
+            same_name(cert.issuer_name(), ca.subject_name())
+                && !visited.iter().any(|v| {
+                    same_name(v.subject_name(), ca.subject_name()) && key_id(v) == key_id(ca)
+                })
                 && ca
                     .public_key()
                     .and_then(|key| cert.verify(&key))
                     .unwrap_or(false)
         })
-        .min_by_key(|ca| {
+        .collect();
+    preferred(candidates)
+}
+
+/// Of certificates of one issuer, the one to continue through: self-signed first, then the
+/// lowest SHA-256 of the DER (independent of the order they were configured in).
+fn preferred(mut certs: Vec<&X509>) -> Option<&X509> {
+    if certs.len() > 1 {
+        certs.sort_by_cached_key(|ca| {
             (
                 !is_self_issued(ca),
                 ca.to_der().map(|d| super::sha256(&d)).ok(),
             )
-        })
+        });
+    }
+    certs.first().copied()
 }
 
 fn same_name(a: &X509NameRef, b: &X509NameRef) -> bool {
