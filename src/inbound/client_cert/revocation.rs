@@ -352,8 +352,8 @@ pub struct Revocation<'a> {
 pub enum RevocationStatus {
     /// Revocation checking is off.
     NotChecked,
-    /// The certificate does not chain to a configured CA (a pinned self-signed
-    /// certificate, or the unverified common-name mode), so no CRL can speak for it.
+    /// No configured CA issued the certificate (a pinned self-signed certificate, or a
+    /// self-signed one in the unverified common-name mode), so no CRL can speak for it.
     NotApplicable,
     /// Every certificate on the chain was found absent from a current CRL.
     Good,
