@@ -1,6 +1,8 @@
-//! Property tests over the real routes (`mtls_handler::host::routes::routes` through
-//! `warp::test`), with the real start-up path building the state from settings: a trusted
-//! CA, a pinned certificate and current CRLs, so every branch of the gate is reachable.
+//! Property tests over the real HTTP server (`mtls_handler::host::server::run` on a
+//! loopback port, reached by a real HTTP client), so every request takes the path
+//! production takes (the server lifts `X-ARR-ClientCert` into the task-local the routes
+//! read), with the real start-up path building the state from settings: a trusted CA, a
+//! pinned certificate and current CRLs, so every branch of the gate is reachable.
 //!
 //! - any bytes in `X-ARR-ClientCert` (forwarding mode) give 200 or 403, never a 5xx or a
 //!   panic;
@@ -26,7 +28,9 @@ const CASES: u32 = 256;
 
 struct Fixture {
     rt: tokio::runtime::Runtime,
-    state: Arc<AppState>,
+    /// `http://127.0.0.1:port` of the running server.
+    base: String,
+    client: reqwest::Client,
     good: Issued,
     pinned: Issued,
     _dir: tempfile::TempDir,
@@ -60,13 +64,29 @@ fn fixture() -> Fixture {
         .enable_all()
         .build()
         .unwrap();
-    let state = {
+    let state: Arc<AppState> = {
         let _guard = rt.enter();
         mtls_handler::host::start::build_state(&config).unwrap()
     };
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    // Runs whenever the tests drive the runtime; ends with it.
+    rt.spawn(mtls_handler::host::server::run(
+        listener,
+        state,
+        std::future::pending(),
+    ));
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .unwrap();
     Fixture {
         rt,
-        state,
+        base,
+        client,
         good,
         pinned,
         _dir: dir,
@@ -74,27 +94,30 @@ fn fixture() -> Fixture {
 }
 
 impl Fixture {
+    fn send(&self, req: reqwest::RequestBuilder) -> (u16, Value) {
+        self.rt.block_on(async {
+            let res = req.send().await.expect("the server answered");
+            let status = res.status().as_u16();
+            let body = res.bytes().await.expect("a whole body");
+            (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+        })
+    }
+
     fn forwarded(&self, header: Option<HeaderValue>) -> (u16, Value) {
-        let filter = mtls_handler::host::routes::routes(self.state.clone());
-        let mut req = warp::test::request().method("GET").path("/api/cert-info");
+        let mut req = self.client.get(format!("{}/api/cert-info", self.base));
         if let Some(v) = header {
             req = req.header("X-ARR-ClientCert", v);
         }
-        let res = self.rt.block_on(req.reply(&filter));
-        let body = serde_json::from_slice(res.body()).unwrap_or(Value::Null);
-        (res.status().as_u16(), body)
+        self.send(req)
     }
 
     fn invoke(&self, function: &str, body: Vec<u8>) -> (u16, Value) {
-        let filter = mtls_handler::host::routes::routes(self.state.clone());
-        let req = warp::test::request()
-            .method("POST")
-            .path(&format!("/{function}"))
+        let req = self
+            .client
+            .post(format!("{}/{function}", self.base))
             .header("content-type", "application/json")
             .body(body);
-        let res = self.rt.block_on(req.reply(&filter));
-        let body = serde_json::from_slice(res.body()).unwrap_or(Value::Null);
-        (res.status().as_u16(), body)
+        self.send(req)
     }
 }
 

@@ -20,17 +20,59 @@ fn connect(port: u16) -> std::io::Result<TcpStream> {
     Ok(s)
 }
 
-/// Reads a whole `Connection: close` response and returns its status code.
-fn read_status(stream: &mut TcpStream) -> std::io::Result<(u16, String)> {
+/// Reads a whole `Connection: close` response: its status code and decoded body.
+fn read_response(stream: &mut TcpStream) -> std::io::Result<(u16, Vec<u8>)> {
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let code = text
+    let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return Ok((0, raw));
+    };
+    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    let code = head
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    Ok((code, text))
+    let mut body = raw[split + 4..].to_vec();
+    if head.contains("transfer-encoding: chunked") {
+        body = dechunk(&body);
+    }
+    Ok((code, body))
+}
+
+fn read_status(stream: &mut TcpStream) -> std::io::Result<(u16, String)> {
+    read_response(stream).map(|(code, body)| (code, String::from_utf8_lossy(&body).into_owned()))
+}
+
+fn dechunk(mut chunked: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = chunked.windows(2).position(|w| w == b"\r\n") {
+        let size = std::str::from_utf8(&chunked[..eol])
+            .ok()
+            .and_then(|s| usize::from_str_radix(s.split(';').next().unwrap_or("").trim(), 16).ok())
+            .unwrap_or(0);
+        let data = &chunked[eol + 2..];
+        if size == 0 || data.len() < size {
+            break;
+        }
+        out.extend_from_slice(&data[..size]);
+        chunked = data.get(size + 2..).unwrap_or_default();
+    }
+    out
+}
+
+/// Reads until the end of one interim response head (`HTTP/1.1 100 Continue`), bounded by
+/// the socket's read timeout.
+fn read_interim(stream: &mut TcpStream) -> std::io::Result<String> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte)? == 0 {
+            break;
+        }
+        head.push(byte[0]);
+    }
+    Ok(String::from_utf8_lossy(&head).into_owned())
 }
 
 #[test]
@@ -75,7 +117,9 @@ fn sigterm_lets_in_flight_requests_finish_refuses_new_ones_and_exits_zero() {
     }
     assert!(ok.load(Ordering::Relaxed) >= 50, "the load never got going");
 
-    // In-flight: JSON invocations with half of the body sent.
+    // In-flight: JSON invocations with half of the body sent. `Expect: 100-continue` makes
+    // the handler say when it starts reading the body: from then on the request is in
+    // flight, whatever the machine's load (no sleep needed).
     let body = format!(
         r#"{{"Data": {{"req": {{"Headers": {{"X-ARR-ClientCert": ["{header}"]}}}}}}, "Metadata": {{}}}}"#
     );
@@ -85,14 +129,15 @@ fn sigterm_lets_in_flight_requests_finish_refuses_new_ones_and_exits_zero() {
         let mut s = connect(port).unwrap();
         let head = format!(
             "POST /cert-info HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n",
+             Content-Length: {}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
             body.len()
         );
         s.write_all(head.as_bytes()).unwrap();
+        let interim = read_interim(&mut s).expect("no interim answer before the read timeout");
+        assert!(interim.starts_with("HTTP/1.1 100 "), "{interim:?}");
         s.write_all(first).unwrap();
         in_flight.push(s);
     }
-    std::thread::sleep(Duration::from_millis(300));
 
     let pid = h.child.id().to_string();
     assert!(std::process::Command::new("kill")
@@ -120,13 +165,21 @@ fn sigterm_lets_in_flight_requests_finish_refuses_new_ones_and_exits_zero() {
         "the handler still accepts connections after SIGTERM"
     );
 
-    // The in-flight requests finish, with the full answer.
+    // The in-flight requests finish, with the full answer: the certificate was accepted.
+    let thumbprint = mtls_handler::inbound::client_cert::Thumbprint::of_der(&client.der())
+        .0
+        .to_string();
     for mut s in in_flight {
-        s.write_all(rest).unwrap();
-        let (status, text) = read_status(&mut s).unwrap();
-        assert_eq!(status, 200, "{text}");
-        assert!(text.contains("\"Outputs\""), "{text}");
-        assert!(text.contains("\\\"statusCode\\\"") || text.contains("statusCode"));
+        s.write_all(rest)
+            .expect("an in-flight request was cut off after SIGTERM");
+        let (status, body) = read_response(&mut s).expect("an in-flight request got no answer");
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        let answer: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let res = &answer["Outputs"]["res"];
+        assert_eq!(res["statusCode"], 200, "{answer}");
+        let inner: serde_json::Value =
+            serde_json::from_str(res["body"].as_str().unwrap_or_default()).unwrap();
+        assert_eq!(inner["thumbprint"], thumbprint.as_str(), "{answer}");
     }
     assert_eq!(bad.load(Ordering::Relaxed), 0, "wrong answers under load");
 

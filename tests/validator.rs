@@ -532,3 +532,136 @@ fn a_missing_or_blank_header_is_missing_and_two_headers_are_malformed() {
         CertError::Malformed(Malformed::MultipleValues { count: 2 })
     );
 }
+
+/// A DER TLV with `tag` around `content`, its length in the minimal form or, with
+/// `extra_length_bytes`, in a long form padded with that many leading zero bytes.
+fn tlv(tag: u8, content: &[u8], extra_length_bytes: usize) -> Vec<u8> {
+    let n = content.len();
+    let mut length: Vec<u8> = n
+        .to_be_bytes()
+        .into_iter()
+        .skip_while(|b| *b == 0)
+        .collect();
+    let mut out = vec![tag];
+    if n < 128 && extra_length_bytes == 0 {
+        out.push(n as u8);
+    } else {
+        let mut long = vec![0u8; extra_length_bytes];
+        long.append(&mut length);
+        out.push(0x80 | long.len() as u8);
+        out.extend(long);
+    }
+    out.extend_from_slice(content);
+    out
+}
+
+/// The (tag, header length, content) of the TLV at the start of `der`.
+fn split_tlv(der: &[u8]) -> (u8, usize, &[u8]) {
+    let (len, header) = match der[1] {
+        n if n < 0x80 => (n as usize, 2),
+        n => {
+            let k = (n & 0x7f) as usize;
+            let len = der[2..2 + k]
+                .iter()
+                .fold(0usize, |a, b| a << 8 | *b as usize);
+            (len, 2 + k)
+        }
+    };
+    (der[0], header, &der[header..header + len])
+}
+
+#[test]
+fn a_certificate_with_a_non_minimal_length_encoding_is_malformed_not_another_thumbprint() {
+    let pki = TestPki::new();
+    let client = pki.client(PARTNER_CN);
+    let der = client.der();
+    let p = policy(&[PARTNER_CN], Some(pki.anchors()));
+    assert!(validate(&der, &p, now()).is_ok());
+    let (_, _, content) = split_tlv(&der);
+    // The outer SEQUENCE's length with a leading zero byte (`30 83 00 ..`).
+    let padded_outer = tlv(0x30, content, 1);
+    // The signature algorithm (outside the signed part) with a long-form length.
+    let (_, tbs_header, tbs) = split_tlv(content);
+    let tbs_len = tbs_header + tbs.len();
+    let (alg_tag, _, alg) = split_tlv(&content[tbs_len..]);
+    let alg_len = split_tlv(&content[tbs_len..]).1 + alg.len();
+    let mut inner = content[..tbs_len].to_vec();
+    inner.extend(tlv(alg_tag, alg, 1));
+    inner.extend_from_slice(&content[tbs_len + alg_len..]);
+    let long_alg = tlv(0x30, &inner, 0);
+    for variant in [padded_outer, long_alg] {
+        assert_ne!(variant, der);
+        let err = validate(&variant, &p, now()).unwrap_err();
+        assert_eq!(err.code(), "malformed", "{err}");
+        let pin = pinned(&[sha256(&variant)]);
+        assert_eq!(
+            validate(&variant, &pin, now()).unwrap_err().code(),
+            "malformed"
+        );
+    }
+}
+
+/// A self-signed certificate with `n` extended key usages, none of them clientAuth, as
+/// anyone can make: what an unauthenticated caller can send in one 16 KiB header.
+fn long_eku_list_certificate(n: usize) -> Issued {
+    let ekus = (0..n).map(|i| Eku::Other(format!("1.2.{i}"))).collect();
+    CertSpec::leaf("eku.example", now(), 30)
+        .with_ekus(Some(ekus))
+        .self_signed()
+        .unwrap()
+}
+
+#[test]
+fn a_rejection_of_a_certificate_with_thousands_of_ekus_carries_bounded_detail() {
+    let cert = long_eku_list_certificate(2400);
+    let header = cert.header_value();
+    assert!(
+        header.len() <= mtls_handler::inbound::client_cert::header::MAX_HEADER_BYTES,
+        "{}",
+        header.len()
+    );
+    let err = validate_header(&[header.as_str()], &pinned(&[]), now()).unwrap_err();
+    assert_eq!(err.code(), "not_for_client_auth");
+    let text = err.to_string();
+    assert!(text.len() <= 512, "{} bytes: {}", text.len(), &text[..200]);
+    assert!(text.contains("1.2.0"), "{text}");
+    assert!(text.contains("more"), "{text}");
+}
+
+#[test]
+fn thumbprints_are_the_fingerprints_the_openssl_cli_prints() {
+    let pki = TestPki::new();
+    let client = pki.client(PARTNER_CN);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("client.der");
+    std::fs::write(&path, client.der()).unwrap();
+    let openssl = |digest: &str| {
+        let out = std::process::Command::new("openssl")
+            .args([
+                "x509",
+                "-inform",
+                "DER",
+                "-noout",
+                "-fingerprint",
+                digest,
+                "-in",
+            ])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        // "SHA1 Fingerprint=AB:CD:..."
+        let (_, hex) = text.trim().split_once('=').unwrap();
+        hex.replace(':', "")
+    };
+    let (want_sha1, want_sha256) = (openssl("-sha1"), openssl("-sha256"));
+    assert_eq!(want_sha1.len(), 40);
+    assert_eq!(want_sha256.len(), 64);
+    let ok = against_partner_policy(&pki, &client).unwrap();
+    assert_eq!(ok.info.thumbprint_sha1, want_sha1);
+    assert_eq!(ok.info.thumbprint_sha256, want_sha256);
+    // And a pin pasted from openssl's output accepts the certificate.
+    let pin = Thumbprint::parse(&openssl("-sha1")).unwrap();
+    assert!(validate(&client.der(), &pinned(&[pin]), now()).is_ok());
+}

@@ -1,6 +1,7 @@
 //! The validation cache: one decision per certificate, reused while it cannot change.
 //!
-//! Owns: bounding memory and deciding when a cached decision is stale.
+//! Owns: bounding memory (entries *and* bytes: a rejection's detail comes from the caller's
+//! certificate, so entries differ in size) and deciding when a cached decision is stale.
 //! Keyed by the SHA-256 of the certificate's DER. An acceptance is reused only inside the
 //! certificate chain's validity window and for at most the configured age; rejections that
 //! time could undo (expired, not yet valid, untrusted chain) are never stored.
@@ -17,12 +18,21 @@ pub type Decision = Result<Arc<Accepted>, CertError>;
 /// remembered; App Service always sends the same one.
 const MAX_ALIASES_PER_ENTRY: usize = 2;
 
+/// The byte budget of a cache made with [`ValidationCache::new`]: 32 MiB, about 10,000
+/// accepted certificates with their remembered headers and rendered answers.
+pub const DEFAULT_MAX_BYTES: usize = 32 * 1024 * 1024;
+
+/// What one entry costs besides its decision and aliases (map slots, bookkeeping).
+const ENTRY_OVERHEAD: usize = 128;
+
 struct Entry {
     decision: Decision,
     usable_from: i64,
     usable_until: i64,
     /// The exact header values known to decode to this certificate.
     aliases: Vec<Box<[u8]>>,
+    /// Approximate bytes this entry holds, aliases included (see [`decision_cost`]).
+    cost: usize,
 }
 
 #[derive(Default)]
@@ -35,6 +45,8 @@ struct Inner {
     /// When expired entries were last swept out (Unix seconds): a full cache is swept at
     /// most once a second, so a flood of new certificates cannot make every insert scan it.
     last_sweep: i64,
+    /// Sum of the entries' costs.
+    bytes: usize,
 }
 
 impl Inner {
@@ -45,22 +57,61 @@ impl Inner {
 
     fn remove(&mut self, key: &[u8; 32]) {
         if let Some(e) = self.entries.remove(key) {
+            self.bytes = self.bytes.saturating_sub(e.cost);
             for alias in &e.aliases {
                 self.aliases.remove(alias);
             }
         }
     }
 
-    fn add_alias(&mut self, key: [u8; 32], header: &[u8]) {
+    /// Remembers `header` for the accepted entry `key` if the byte budget allows (aliases
+    /// are only a shortcut, so they never evict anything).
+    fn add_alias(&mut self, key: [u8; 32], header: &[u8], max_bytes: usize) {
         if self.aliases.contains_key(header) {
+            return;
+        }
+        // Stored twice: in the entry (to forget it with the entry) and as the map key.
+        let cost = 2 * header.len() + ENTRY_OVERHEAD;
+        if self.bytes.saturating_add(cost) > max_bytes {
             return;
         }
         if let Some(e) = self.entries.get_mut(&key) {
             if e.decision.is_ok() && e.aliases.len() < MAX_ALIASES_PER_ENTRY {
                 let header: Box<[u8]> = header.into();
                 e.aliases.push(header.clone());
+                e.cost += cost;
+                self.bytes += cost;
                 self.aliases.insert(header, key);
             }
+        }
+    }
+
+    /// Drops entries past their usable time (at most once a second).
+    fn sweep(&mut self, now: i64) {
+        if now <= self.last_sweep {
+            return;
+        }
+        self.last_sweep = now;
+        let stale: Vec<[u8; 32]> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.usable_until < now)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in &stale {
+            self.remove(k);
+        }
+    }
+
+    /// Drops one arbitrary entry (HashMap order is randomised per process, so an attacker
+    /// cannot aim at a victim's entry). False when there was none.
+    fn evict_one(&mut self) -> bool {
+        match self.entries.keys().next().copied() {
+            Some(victim) => {
+                self.remove(&victim);
+                true
+            }
+            None => false,
         }
     }
 }
@@ -69,15 +120,23 @@ impl Inner {
 pub struct ValidationCache {
     inner: RwLock<Inner>,
     capacity: usize,
+    max_bytes: usize,
     max_age: i64,
 }
 
 impl ValidationCache {
-    /// `capacity` 0 disables caching. `max_age_seconds` caps every entry's life.
+    /// `capacity` 0 disables caching. `max_age_seconds` caps every entry's life. Holds at
+    /// most [`DEFAULT_MAX_BYTES`].
     pub fn new(capacity: usize, max_age_seconds: u64) -> Self {
+        Self::with_max_bytes(capacity, max_age_seconds, DEFAULT_MAX_BYTES)
+    }
+
+    /// [`Self::new`] holding at most about `max_bytes` (decisions and remembered headers).
+    pub fn with_max_bytes(capacity: usize, max_age_seconds: u64, max_bytes: usize) -> Self {
         Self {
             inner: RwLock::new(Inner::default()),
             capacity,
+            max_bytes,
             max_age: i64::try_from(max_age_seconds).unwrap_or(i64::MAX),
         }
     }
@@ -100,7 +159,7 @@ impl ValidationCache {
     /// that certificate is not cached as accepted).
     pub fn remember_header(&self, key: [u8; 32], header: &[u8]) {
         if self.capacity > 0 {
-            self.write().add_alias(key, header);
+            self.write().add_alias(key, header, self.max_bytes);
         }
     }
 
@@ -117,29 +176,20 @@ impl ValidationCache {
             Err(e) if e.depends_on_time() => return,
             Err(_) => (now, expires),
         };
-        let mut inner = self.write();
-        if inner.entries.len() >= self.capacity && !inner.entries.contains_key(&key) {
-            if now > inner.last_sweep {
-                inner.last_sweep = now;
-                let stale: Vec<[u8; 32]> = inner
-                    .entries
-                    .iter()
-                    .filter(|(_, e)| e.usable_until < now)
-                    .map(|(k, _)| *k)
-                    .collect();
-                for k in &stale {
-                    inner.remove(k);
-                }
-            }
-            if inner.entries.len() >= self.capacity {
-                // Still full of live entries: drop one arbitrary entry (HashMap order is
-                // randomised per process, so an attacker cannot aim at a victim's entry).
-                if let Some(victim) = inner.entries.keys().next().copied() {
-                    inner.remove(&victim);
-                }
-            }
+        let cost = decision_cost(decision);
+        if cost > self.max_bytes {
+            return;
         }
+        let mut inner = self.write();
         inner.remove(&key);
+        if inner.entries.len() >= self.capacity || inner.bytes + cost > self.max_bytes {
+            inner.sweep(now);
+            // Still full of live entries: make room one arbitrary entry at a time.
+            while (inner.entries.len() >= self.capacity || inner.bytes + cost > self.max_bytes)
+                && inner.evict_one()
+            {}
+        }
+        inner.bytes += cost;
         inner.entries.insert(
             key,
             Entry {
@@ -147,10 +197,11 @@ impl ValidationCache {
                 usable_from,
                 usable_until,
                 aliases: Vec::new(),
+                cost,
             },
         );
         if let Some(header) = header {
-            inner.add_alias(key, header);
+            inner.add_alias(key, header, self.max_bytes);
         }
     }
 
@@ -159,10 +210,16 @@ impl ValidationCache {
         let mut inner = self.write();
         inner.entries.clear();
         inner.aliases.clear();
+        inner.bytes = 0;
     }
 
     pub fn len(&self) -> usize {
         self.read().entries.len()
+    }
+
+    /// About how many bytes the cached decisions and remembered headers hold.
+    pub fn bytes(&self) -> usize {
+        self.read().bytes
     }
 
     pub fn is_empty(&self) -> bool {
@@ -178,6 +235,32 @@ impl ValidationCache {
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
         self.inner.write().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// About how many bytes `decision` holds once cached, counting the answer an acceptance
+/// renders later (`Accepted::rendering`, about the size of its fields again).
+fn decision_cost(decision: &Decision) -> usize {
+    let payload = match decision {
+        Ok(a) => {
+            let i = &a.info;
+            let strings = i.thumbprint_sha1.len()
+                + i.thumbprint_sha256.len()
+                + i.subject.len()
+                + i.issuer.len()
+                + i.serial_number.len()
+                + i.common_names.iter().map(|s| s.len() + 24).sum::<usize>()
+                + i.dns_names.iter().map(|s| s.len() + 24).sum::<usize>()
+                + i.extended_key_usages
+                    .iter()
+                    .flatten()
+                    .map(|s| s.len() + 24)
+                    .sum::<usize>();
+            size_of::<Accepted>() + 2 * strings + 256
+        }
+        // The variants hold their Display text's parts; the text bounds them.
+        Err(e) => size_of::<CertError>() + e.to_string().len(),
+    };
+    ENTRY_OVERHEAD + size_of::<Entry>() + payload
 }
 
 #[cfg(test)]

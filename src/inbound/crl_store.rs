@@ -4,7 +4,9 @@
 //! Owns: reading CRL files (PEM or DER, a file or a directory one level deep), noticing
 //! when they change (checked every `CLIENT_CERT_CRL_CHECK_SECONDS`, default 60), fetching
 //! CRLs with a bounded time (`CLIENT_CERT_CRL_FETCH_TIMEOUT_SECONDS`) and size
-//! ([`MAX_CRL_BYTES`]), keeping a fetched CRL until its nextUpdate, and handing each new
+//! ([`MAX_CRL_BYTES`]), asking every distribution point again every check interval with
+//! a conditional GET (`If-None-Match` / `If-Modified-Since`, so an unchanged CRL costs a
+//! 304 and a CA that republishes early is seen within the interval), and handing each new
 //! set to the gate ([`crate::inbound::InboundGate::replace_crls`]).
 //!
 //! All of this runs in one background task: no request ever waits on a file or a CA. A
@@ -132,8 +134,24 @@ fn fingerprint(path: &Path) -> Result<Fingerprint, CrlStoreError> {
 struct Fetched {
     crls: Vec<Arc<Crl>>,
     digest: Option<[u8; 32]>,
+    /// The validators of the last good answer, sent back so an unchanged CRL is a 304.
+    validators: Validators,
     /// Unix seconds; 0 means "now".
     next_attempt: i64,
+}
+
+/// `ETag` and `Last-Modified` of a download, as the server sent them.
+#[derive(Debug, Default, Clone)]
+struct Validators {
+    etag: Option<String>,
+    last_modified: Option<String>,
+}
+
+/// What one conditional GET gave.
+enum Download {
+    /// 304: the CRL we hold is still the current one.
+    NotModified,
+    Body(Vec<u8>, Validators),
 }
 
 /// The background task that keeps the gate's CRL set current.
@@ -282,8 +300,14 @@ impl Refresher {
         let mut tasks = tokio::task::JoinSet::new();
         for url in due {
             let client = client.clone();
+            let validators = self
+                .fetched
+                .get(&url)
+                .filter(|f| f.digest.is_some())
+                .map(|f| f.validators.clone())
+                .unwrap_or_default();
             tasks.spawn(async move {
-                let result = download(&client, &url).await;
+                let result = download(&client, &url, &validators).await;
                 (url, result)
             });
         }
@@ -295,21 +319,29 @@ impl Refresher {
                 continue;
             };
             let entry = self.fetched.entry(url.clone()).or_default();
-            let parsed = result.and_then(|bytes| {
-                let digest = crate::inbound::client_cert::sha256(&bytes);
-                let crls = split_crl_file(&bytes)?
-                    .iter()
-                    .map(|der| Crl::verify(der, trust, &url).map(Arc::new))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| e.to_string())?;
-                Ok((digest, crls))
+            // Asked again every interval, whatever the CRL's nextUpdate says: CAs publish
+            // early when they revoke.
+            entry.next_attempt = retry;
+            let parsed = result.and_then(|download| match download {
+                Download::NotModified => Ok(None),
+                Download::Body(bytes, validators) => {
+                    let digest = crate::inbound::client_cert::sha256(&bytes);
+                    let crls = split_crl_file(&bytes)?
+                        .iter()
+                        .map(|der| Crl::verify(der, trust, &url).map(Arc::new))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|e| e.to_string())?;
+                    Ok(Some((digest, crls, validators)))
+                }
             });
             match parsed {
-                Ok((digest, crls)) => {
-                    let next_update = crls.iter().filter_map(|c| c.next_update()).min();
-                    // Cached until nextUpdate; a stale CRL is retried every interval.
-                    entry.next_attempt = next_update.map_or(retry, |n| n.max(retry));
+                Ok(None) => {
+                    tracing::debug!(url = ?url, "CRL not modified");
+                }
+                Ok(Some((digest, crls, validators))) => {
+                    entry.validators = validators;
                     if entry.digest != Some(digest) {
+                        let next_update = crls.iter().filter_map(|c| c.next_update()).min();
                         tracing::info!(url = ?url, crls = crls.len(), next_update, "CRL downloaded");
                         entry.digest = Some(digest);
                         entry.crls = crls;
@@ -317,7 +349,6 @@ impl Refresher {
                     }
                 }
                 Err(reason) => {
-                    entry.next_attempt = retry;
                     tracing::warn!(
                         url = ?url,
                         error = ?reason,
@@ -345,12 +376,39 @@ impl Refresher {
     }
 }
 
-/// One GET, refusing non-2xx answers and bodies over [`MAX_CRL_BYTES`].
-async fn download(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, String> {
-    let mut response = client.get(url).send().await.map_err(|e| e.to_string())?;
+/// One conditional GET (sending back `validators`), refusing answers other than 2xx and
+/// 304, and bodies over [`MAX_CRL_BYTES`].
+async fn download(
+    client: &reqwest::Client,
+    url: &str,
+    validators: &Validators,
+) -> Result<Download, String> {
+    let mut request = client.get(url);
+    if let Some(etag) = &validators.etag {
+        request = request.header(reqwest::header::IF_NONE_MATCH, etag);
+    }
+    if let Some(date) = &validators.last_modified {
+        request = request.header(reqwest::header::IF_MODIFIED_SINCE, date);
+    }
+    let mut response = request.send().await.map_err(|e| e.to_string())?;
+    if response.status() == reqwest::StatusCode::NOT_MODIFIED {
+        return Ok(Download::NotModified);
+    }
     if !response.status().is_success() {
         return Err(format!("HTTP {}", response.status()));
     }
+    let header = |name: reqwest::header::HeaderName| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| v.len() <= 256)
+            .map(str::to_owned)
+    };
+    let validators = Validators {
+        etag: header(reqwest::header::ETAG),
+        last_modified: header(reqwest::header::LAST_MODIFIED),
+    };
     if response
         .content_length()
         .is_some_and(|n| n > MAX_CRL_BYTES as u64)
@@ -364,5 +422,5 @@ async fn download(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, String
         }
         body.extend_from_slice(&chunk);
     }
-    Ok(body)
+    Ok(Download::Body(body, validators))
 }

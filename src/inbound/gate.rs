@@ -217,12 +217,26 @@ impl RevocationGate {
     }
 }
 
+/// The longest reason a rejection's log line carries: the detail is already bounded where
+/// it is made (`client_cert`), this keeps every line about a caller's certificate under a
+/// few KiB whatever a future error variant holds.
+const MAX_LOGGED_REASON: usize = 1024;
+
 fn log_rejection(error: &CertError, der: Option<&[u8]>) {
     let thumbprint = der.map(|d| Thumbprint::of_der(d).0.to_string());
+    let mut reason = error.to_string();
+    if reason.len() > MAX_LOGGED_REASON {
+        let mut end = MAX_LOGGED_REASON;
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason.truncate(end);
+        reason.push('…');
+    }
     tracing::warn!(
         code = error.code(),
         thumbprint = thumbprint.as_deref().unwrap_or("-"),
-        reason = %error,
+        reason = %reason,
         "client certificate rejected"
     );
 }

@@ -64,6 +64,8 @@ pub struct CertSpec {
     pub authority_key_id: bool,
     /// An OpenSSL-syntax nameConstraints value, e.g. `critical,permitted;DNS:example.com`.
     pub name_constraints: Option<String>,
+    /// A fixed serial number (may be negative, as some real CAs issue); `None` is random.
+    pub serial: Option<i64>,
 }
 
 /// A certificate with its private key.
@@ -100,6 +102,7 @@ impl CertSpec {
             crl_distribution_points: Vec::new(),
             authority_key_id: true,
             name_constraints: None,
+            serial: None,
         }
     }
 
@@ -158,6 +161,11 @@ impl CertSpec {
         self
     }
 
+    pub fn with_serial(mut self, serial: i64) -> Self {
+        self.serial = Some(serial);
+        self
+    }
+
     pub fn with_crl_distribution_point(mut self, uri: &str) -> Self {
         self.crl_distribution_points.push(uri.to_owned());
         self
@@ -191,7 +199,10 @@ impl CertSpec {
         let name = build_name(&self.subject)?;
         let mut b = X509::builder()?;
         b.set_version(2)?;
-        let serial = random_serial()?;
+        let serial = match self.serial {
+            None => random_serial()?,
+            Some(n) => fixed_serial(n)?,
+        };
         b.set_serial_number(&serial)?;
         b.set_subject_name(&name)?;
         match issuer {
@@ -333,6 +344,10 @@ fn build_name(entries: &[(Nid, String)]) -> Result<X509Name, ErrorStack> {
         n.append_entry_by_nid(*nid, value)?;
     }
     Ok(n.build())
+}
+
+fn fixed_serial(n: i64) -> Result<Asn1Integer, ErrorStack> {
+    BigNum::from_dec_str(&n.to_string())?.to_asn1_integer()
 }
 
 fn random_serial() -> Result<Asn1Integer, ErrorStack> {

@@ -200,6 +200,72 @@ pub fn crl(
     this_update: i64,
     next_update: i64,
 ) -> openssl::x509::X509Crl {
+    crl_scoped(issuer, revoked, this_update, next_update, &Idp::default())
+}
+
+/// An issuingDistributionPoint: which certificates a CRL speaks for (RFC 5280 5.2.5).
+#[derive(Debug, Clone, Default)]
+pub struct Idp {
+    /// distributionPoint fullName URIs (a partition of the issuer's certificates).
+    pub uris: Vec<String>,
+    pub only_user_certs: bool,
+    pub only_ca_certs: bool,
+}
+
+impl Idp {
+    /// The partition published at `uri`.
+    pub fn partition(uri: &str) -> Self {
+        Self {
+            uris: vec![uri.to_owned()],
+            ..Self::default()
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.uris.is_empty() && !self.only_user_certs && !self.only_ca_certs
+    }
+
+    /// The extension's DER value (tags are IMPLICIT, as in RFC 5280's module).
+    fn der(&self) -> Vec<u8> {
+        fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+            let mut out = vec![tag];
+            let n = content.len();
+            if n < 128 {
+                out.push(n as u8);
+            } else {
+                out.extend([0x82, (n >> 8) as u8, n as u8]);
+            }
+            out.extend_from_slice(content);
+            out
+        }
+        let mut body = Vec::new();
+        if !self.uris.is_empty() {
+            // [0] DistributionPointName { [0] fullName GeneralNames { [6] URI } }
+            let names: Vec<u8> = self
+                .uris
+                .iter()
+                .flat_map(|u| tlv(0x86, u.as_bytes()))
+                .collect();
+            body.extend(tlv(0xA0, &tlv(0xA0, &names)));
+        }
+        if self.only_user_certs {
+            body.extend([0x81, 0x01, 0xFF]);
+        }
+        if self.only_ca_certs {
+            body.extend([0x82, 0x01, 0xFF]);
+        }
+        tlv(0x30, &body)
+    }
+}
+
+/// [`crl`] with an issuingDistributionPoint extension (critical) when `idp` says anything.
+pub fn crl_scoped(
+    issuer: &Issued,
+    revoked: &[&openssl::x509::X509],
+    this_update: i64,
+    next_update: i64,
+    idp: &Idp,
+) -> openssl::x509::X509Crl {
     use openssl::asn1::{Asn1Object, Asn1OctetString, Asn1Time};
     use openssl::x509::{X509CrlBuilder, X509Extension, X509RevokedBuilder};
     let mut b = X509CrlBuilder::new().unwrap();
@@ -228,6 +294,12 @@ pub fn crl(
     let number = Asn1OctetString::new_from_bytes(&[0x02, 0x01, 0x01]).unwrap();
     b.append_extension(X509Extension::new_from_der(&number_oid, false, &number).unwrap())
         .unwrap();
+    if !idp.is_empty() {
+        let idp_oid = Asn1Object::from_str("2.5.29.28").unwrap();
+        let value = Asn1OctetString::new_from_bytes(&idp.der()).unwrap();
+        b.append_extension(X509Extension::new_from_der(&idp_oid, true, &value).unwrap())
+            .unwrap();
+    }
     b.sort().unwrap();
     b.sign(&issuer.key, openssl::hash::MessageDigest::sha256())
         .unwrap();

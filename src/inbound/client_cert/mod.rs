@@ -2,7 +2,9 @@
 //!
 //! Owns: the inbound decision as a pure function of (header bytes or DER, [`Policy`],
 //! `now`). The rules, in order:
-//! 1. exactly one header value holding base64 (or PEM) of exactly one DER certificate;
+//! 1. exactly one header value holding base64 (or PEM) of exactly one DER certificate, in
+//!    DER proper (minimal lengths: another encoding of the same certificate would be
+//!    another thumbprint and another cache entry);
 //! 2. `now` within the certificate's validity period, even for pinned certificates;
 //! 3. an EKU extension, when present, allows clientAuth or anyExtendedKeyUsage, and the
 //!    certificate is not a CA;
@@ -11,12 +13,18 @@
 //! 5. when revocation checking is on ([`validate_with_revocation`]), every certificate of a
 //!    chain to a trusted CA is looked up on its issuer's CRL (see [`revocation`]). This
 //!    includes pinned certificates and unverified-mode CN matches *when they chain* to a
-//!    configured CA: a pin must not resurrect a certificate its CA revoked. A certificate
-//!    that does not chain (a pinned self-signed certificate) has no CRL to consult and is
-//!    [`RevocationStatus::NotApplicable`].
+//!    configured CA: a pin must not resurrect a certificate its CA revoked. Whether it
+//!    chains is decided by the issuer relationship (a configured CA's name and key signed
+//!    it), not by the chain being acceptable: a pinned certificate under an expired CA is
+//!    still on that CA's CRL. A certificate no configured CA issued (a pinned self-signed
+//!    certificate) has no CRL to consult and is [`RevocationStatus::NotApplicable`].
+//!
+//! Rejections carry bounded detail (lists and strings from the certificate are cut, see
+//! [`MAX_DETAIL_ITEMS`]): they are cached and logged, and anyone can make a certificate.
 //!
 //! Must not: do I/O, read the clock, log, cache, or know about HTTP. Callers pass `now`.
 
+mod der;
 mod digest;
 mod error;
 pub mod header;
@@ -34,6 +42,12 @@ pub use trust::{TrustAnchors, TrustError, VerifiedChain};
 
 use serde::Serialize;
 use x509_parser::certificate::X509Certificate;
+
+/// At most this many items of a list from the certificate go into a rejection's detail.
+pub const MAX_DETAIL_ITEMS: usize = 8;
+/// At most this many bytes of one string from the certificate go into a rejection's
+/// detail.
+pub const MAX_DETAIL_CHARS: usize = 64;
 
 /// How an accepted certificate matched the policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -138,7 +152,7 @@ pub fn validate_with_revocation(
             valid_until: not_after,
             rendering: RenderMemo::default(),
         };
-        return revocation_if_chained(der, &cert, accepted, policy, revocation, now);
+        return revocation_if_issued(der, &cert, accepted, policy, revocation, now);
     }
 
     // Several CN attributes are ambiguous (which one did the CA vet?): never a match.
@@ -156,7 +170,7 @@ pub fn validate_with_revocation(
             valid_until: not_after,
             rendering: RenderMemo::default(),
         };
-        return revocation_if_chained(der, &cert, accepted, policy, revocation, now);
+        return revocation_if_issued(der, &cert, accepted, policy, revocation, now);
     }
     let untrusted = |reason: String| CertError::UntrustedChain {
         common_name: cn.to_owned(),
@@ -175,13 +189,19 @@ pub fn validate_with_revocation(
     };
     match revocation {
         None => Ok((accepted, RevocationStatus::NotChecked)),
-        Some(r) => apply_revocation(r, &chain, trust, accepted, now),
+        Some(r) => apply_revocation(
+            r,
+            revocation::check_chain(&chain, &cert, r.crls, trust, now),
+            accepted,
+            now,
+        ),
     }
 }
 
 /// Revocation for a certificate accepted without a chain (pinned, or the unverified CN
-/// mode): checked when it nevertheless chains to a trusted CA, not applicable otherwise.
-fn revocation_if_chained(
+/// mode): checked when a configured CA issued it, whether or not that chain would be
+/// acceptable, and not applicable otherwise.
+fn revocation_if_issued(
     der: &[u8],
     cert: &X509Certificate<'_>,
     accepted: Accepted,
@@ -195,20 +215,19 @@ fn revocation_if_chained(
     let Some(trust) = &policy.trust else {
         return Ok((accepted, RevocationStatus::NotApplicable));
     };
-    match trust.verify(der, cert, now).ok() {
+    match revocation::check_issued(der, cert, r.crls, trust, now) {
         None => Ok((accepted, RevocationStatus::NotApplicable)),
-        Some(chain) => apply_revocation(r, &chain, trust, accepted, now),
+        Some(checked) => apply_revocation(r, checked, accepted, now),
     }
 }
 
 fn apply_revocation(
     r: &Revocation<'_>,
-    chain: &VerifiedChain,
-    trust: &TrustAnchors,
+    checked: Result<Option<i64>, CertError>,
     mut accepted: Accepted,
     now: i64,
 ) -> Result<(Accepted, RevocationStatus), CertError> {
-    match revocation::check_chain(chain, r.crls, trust, now) {
+    match checked {
         Ok(until) => {
             if let Some(until) = until {
                 accepted.valid_until = accepted.valid_until.min(until);
@@ -216,6 +235,10 @@ fn apply_revocation(
             Ok((accepted, RevocationStatus::Good))
         }
         Err(CertError::RevocationUnknown { reason }) if r.fail_open => {
+            // Nothing spoke for the chain; a loaded CRL that comes into force later might.
+            if let Some(next) = r.crls.next_in_force_after(now) {
+                accepted.valid_until = accepted.valid_until.min(next - 1);
+            }
             Ok((accepted, RevocationStatus::UnknownAccepted { reason }))
         }
         Err(e) => Err(e),
@@ -225,25 +248,54 @@ fn apply_revocation(
 fn parse(der: &[u8]) -> Result<X509Certificate<'_>, CertError> {
     let (rest, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| {
         CertError::Malformed(Malformed::NotACertificate {
-            detail: e.to_string(),
+            detail: bounded(&e.to_string(), 2 * MAX_DETAIL_CHARS),
         })
     })?;
     if !rest.is_empty() {
         return Err(Malformed::TrailingData { bytes: rest.len() }.into());
     }
+    der::check_lengths(der).map_err(|detail| Malformed::NotACertificate {
+        detail: format!("not DER: {detail}"),
+    })?;
     Ok(cert)
+}
+
+/// `text` cut to at most `max` bytes (at a character boundary), marked when cut.
+fn bounded(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+/// At most [`MAX_DETAIL_ITEMS`] items, each cut to [`MAX_DETAIL_CHARS`], joined; says how
+/// many were left out.
+fn bounded_list(items: &[String]) -> String {
+    let mut out: Vec<String> = items
+        .iter()
+        .take(MAX_DETAIL_ITEMS)
+        .map(|s| bounded(s, MAX_DETAIL_CHARS))
+        .collect();
+    if items.len() > MAX_DETAIL_ITEMS {
+        out.push(format!("and {} more", items.len() - MAX_DETAIL_ITEMS));
+    }
+    out.join(", ")
 }
 
 fn check_usage(cert: &X509Certificate<'_>) -> Result<(), CertError> {
     let bad_extension = |e: x509_parser::error::X509Error| {
         CertError::Malformed(Malformed::BadExtension {
-            detail: e.to_string(),
+            detail: bounded(&e.to_string(), 2 * MAX_DETAIL_CHARS),
         })
     };
     if let Some(eku) = cert.extended_key_usage().map_err(bad_extension)? {
         if !(eku.value.client_auth || eku.value.any) {
             return Err(CertError::NotForClientAuth {
-                ekus: info::eku_names(eku.value).join(", "),
+                ekus: bounded_list(&info::eku_names(eku.value)),
             });
         }
     }

@@ -2,28 +2,40 @@
 //!
 //! Owns: turning CRL bytes into a [`Crl`] we trust (parsed, issued by one of the trusted
 //! CAs — matched by name *and* by a verified signature — with no critical extension we do
-//! not understand), the immutable [`CrlSet`] snapshot, and [`check_chain`]: every
-//! certificate on a verified chain, except the trust anchor at its top, is looked up on a
-//! current CRL of the CA that issued it.
+//! not understand), the immutable [`CrlSet`] snapshot, and [`check_chain`] /
+//! [`check_issued`]: every certificate on the path, except the self-signed root at its top,
+//! is looked up on a current CRL of the CA that issued it.
 //!
 //! Rules:
-//! - a serial on the newest current CRL of the issuer → [`CertError::Revoked`];
-//! - no CRL from the issuer, or the newest one is past its nextUpdate (or not yet valid)
+//! - a CRL belongs to an *issuer*, its name and public key, not to one CA certificate: a CA
+//!   renewed on the same key, or cross-signed, is one issuer, and the answer does not
+//!   depend on which of its certificates was read first;
+//! - a CRL speaks only for the certificates in its scope (issuingDistributionPoint, RFC
+//!   5280 §6.3.3 (b)): with a distributionPoint, only certificates whose CRL distribution
+//!   points name it (a partition); with onlyContainsUserCerts / onlyContainsCACerts, only
+//!   end-entity / CA certificates. CRLs outside a certificate's scope are no evidence;
+//! - a serial on the newest current CRL in scope → [`CertError::Revoked`] (serials are
+//!   compared as minimal two's-complement DER contents everywhere, so negative serials
+//!   match too);
+//! - no CRL in scope, or the newest one is past its nextUpdate (or not yet valid)
 //!   → [`CertError::RevocationUnknown`] (the caller decides fail-open or fail-closed);
+//! - the decision holds until the earliest nextUpdate of the CRLs used, and not past the
+//!   moment a loaded CRL in scope whose thisUpdate is still in the future takes effect;
 //! - a CRL without nextUpdate never goes stale (RFC 5280 requires the field; OpenSSL also
 //!   accepts its absence).
-//! - Supported: full, direct CRLs, optionally scoped by an issuingDistributionPoint to
-//!   end-entity or CA certificates. Delta CRLs, indirect CRLs and reason-partitioned CRLs
-//!   are refused when loaded ([`CrlError::Unsupported`]).
+//! - Supported: full, direct CRLs, optionally scoped by an issuingDistributionPoint.
+//!   Delta CRLs, indirect CRLs and reason-partitioned CRLs are refused when loaded
+//!   ([`CrlError::Unsupported`]).
 //!
 //! Must not: read files, fetch URLs, read the clock or log (see `crate::inbound::crl_store`).
 
 use super::error::CertError;
 use super::info::hex_upper;
-use super::trust::{unsigned, TrustAnchors, VerifiedChain};
-use openssl::x509::{X509Crl, X509};
+use super::trust::{TrustAnchors, VerifiedChain};
+use openssl::x509::{X509Crl, X509Name, X509NameRef, X509Ref, X509};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::{DistributionPointName, GeneralName, ParsedExtension};
 use x509_parser::oid_registry::OID_X509_EXT_DELTA_CRL_INDICATOR;
 
@@ -40,26 +52,51 @@ pub enum CrlError {
     Unsupported { origin: String, detail: String },
 }
 
-/// Which certificates a CRL covers (issuingDistributionPoint onlyContains*).
+/// Which kind of certificate a CRL covers (issuingDistributionPoint onlyContains*).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Scope {
+enum Kinds {
     All,
     EndEntities,
     Cas,
 }
 
+/// Which certificates a CRL covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Scope {
+    kinds: Kinds,
+    /// The issuingDistributionPoint's names ([`dp_names`] form): the CRL covers only
+    /// certificates with a CRL distribution point of one of these names. `None`: every
+    /// certificate of the issuer.
+    partition: Option<Vec<String>>,
+}
+
+/// A CRL's issuer name, shared by its clones.
+#[derive(Clone)]
+struct IssuerName(Arc<X509Name>);
+
+impl std::fmt::Debug for IssuerName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", &**self.0)
+    }
+}
+
 /// A parsed CRL whose signature was verified against a trusted CA.
 #[derive(Debug, Clone)]
 pub struct Crl {
-    /// SHA-256 of the issuing CA's DER certificate.
+    /// SHA-256 of the issuer's public key (SubjectPublicKeyInfo DER).
     issuer_key: [u8; 32],
+    /// The issuer's name as signed in the CRL (compared with OpenSSL's name comparison).
+    issuer_name: IssuerName,
     issuer: String,
     this_update: i64,
     next_update: Option<i64>,
     scope: Scope,
-    /// Revoked serial numbers as unsigned big-endian bytes without leading zeros.
+    /// Revoked serial numbers ([`serial_key`] form).
     revoked: HashSet<Vec<u8>>,
     source: String,
+    /// SHA-256 of the CRL's DER: orders CRLs with equal thisUpdate, so the answer never
+    /// depends on file or map order.
+    digest: [u8; 32],
 }
 
 impl Crl {
@@ -104,20 +141,45 @@ impl Crl {
                 issuer,
             });
         };
-        let issuer_key = cert_key(signer).ok_or_else(|| unparsable("digest failed".into()))?;
+        // Every CA the name and signature match has this key: the binding does not depend
+        // on which of them came first.
+        let issuer_key = key_id(signer).ok_or_else(|| unparsable("digest failed".into()))?;
+        let issuer_name = IssuerName(Arc::new(
+            crl.issuer_name()
+                .to_owned()
+                .map_err(|e| unparsable(e.to_string()))?,
+        ));
         let revoked = parsed
             .iter_revoked_certificates()
-            .map(|r| unsigned(r.raw_serial()).to_vec())
+            .map(|r| serial_key(r.raw_serial()))
             .collect();
         Ok(Self {
             issuer_key,
+            issuer_name,
             issuer,
             this_update: parsed.last_update().timestamp(),
             next_update: parsed.next_update().map(|t| t.timestamp()),
             scope,
             revoked,
             source: source.to_owned(),
+            digest: super::digest::sha256(der),
         })
+    }
+
+    /// Whether this CRL speaks for a certificate that is a CA or not (`is_ca`) with the
+    /// CRL distribution point names `dps` ([`dp_names`] form).
+    fn covers(&self, is_ca: bool, dps: &[String]) -> bool {
+        let kind_ok = match self.scope.kinds {
+            Kinds::All => true,
+            Kinds::EndEntities => !is_ca,
+            Kinds::Cas => is_ca,
+        };
+        kind_ok
+            && self
+                .scope
+                .partition
+                .as_ref()
+                .is_none_or(|names| names.iter().any(|n| dps.contains(n)))
     }
 
     /// When the issuer promises a newer CRL (Unix seconds), if it says.
@@ -150,7 +212,10 @@ impl Crl {
 fn scope_of(
     crl: &x509_parser::revocation_list::CertificateRevocationList<'_>,
 ) -> Result<Scope, String> {
-    let mut scope = Scope::All;
+    let mut scope = Scope {
+        kinds: Kinds::All,
+        partition: None,
+    };
     for ext in crl.extensions() {
         if ext.oid == OID_X509_EXT_DELTA_CRL_INDICATOR {
             return Err("delta CRLs are not supported".to_owned());
@@ -166,12 +231,13 @@ fn scope_of(
                 if idp.only_contains_attribute_certs {
                     return Err("attribute-certificate CRLs do not apply".to_owned());
                 }
-                scope = match (idp.only_contains_user_certs, idp.only_contains_ca_certs) {
-                    (false, false) => Scope::All,
-                    (true, false) => Scope::EndEntities,
-                    (false, true) => Scope::Cas,
+                scope.kinds = match (idp.only_contains_user_certs, idp.only_contains_ca_certs) {
+                    (false, false) => Kinds::All,
+                    (true, false) => Kinds::EndEntities,
+                    (false, true) => Kinds::Cas,
                     (true, true) => return Err("issuingDistributionPoint is contradictory".into()),
                 };
+                scope.partition = idp.distribution_point.as_ref().map(dp_names);
             }
             ParsedExtension::CRLNumber(_)
             | ParsedExtension::AuthorityKeyIdentifier(_)
@@ -238,8 +304,13 @@ impl CrlSet {
             len += 1;
         }
         for list in by_issuer.values_mut() {
-            // Newest first, so the check takes the first current one.
-            list.sort_by_key(|c| std::cmp::Reverse(c.this_update));
+            // Newest first, so the check takes the first current one; equal thisUpdates in
+            // digest order, whatever order the files or downloads came in.
+            list.sort_by(|a, b| {
+                b.this_update
+                    .cmp(&a.this_update)
+                    .then_with(|| a.digest.cmp(&b.digest))
+            });
         }
         Self { by_issuer, len }
     }
@@ -255,6 +326,15 @@ impl CrlSet {
     /// Every CRL in the set.
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Crl>> {
         self.by_issuer.values().flatten()
+    }
+
+    /// The earliest thisUpdate after `now` of any CRL in the set: when a CRL loaded ahead
+    /// of time comes into force.
+    pub fn next_in_force_after(&self, now: i64) -> Option<i64> {
+        self.iter()
+            .map(|c| c.this_update)
+            .filter(|t| *t > now)
+            .min()
     }
 }
 
@@ -272,8 +352,8 @@ pub struct Revocation<'a> {
 pub enum RevocationStatus {
     /// Revocation checking is off.
     NotChecked,
-    /// The certificate does not chain to a configured CA (a pinned self-signed
-    /// certificate, or the unverified common-name mode), so no CRL can speak for it.
+    /// No configured CA issued the certificate (a pinned self-signed certificate, or a
+    /// self-signed one in the unverified common-name mode), so no CRL can speak for it.
     NotApplicable,
     /// Every certificate on the chain was found absent from a current CRL.
     Good,
@@ -281,40 +361,87 @@ pub enum RevocationStatus {
     UnknownAccepted { reason: String },
 }
 
-/// Checks every certificate of `chain` (leaf first) except its top against the CRLs of
-/// its issuer at `now`. Returns the earliest nextUpdate of the CRLs used: the decision
-/// must not be reused after it.
+/// Checks the leaf of a verified `chain` (`leaf`, parsed) and every CA above it against
+/// the CRLs of its issuer at `now`. Returns until when the decision holds (see the module
+/// rules), `None` when no CRL used has a nextUpdate.
 ///
 /// OpenSSL stops a chain at the first trusted CA (every configured CA is an anchor), so
-/// the chain is first extended upwards through `anchors` (issuer name and signature
-/// checked) to the self-signed root when it is configured: a root's CRL can revoke an
-/// intermediate that is itself configured as trusted.
+/// the path is extended upwards through `anchors` (issuer name and signature checked) to
+/// the self-signed root when it is configured: a root's CRL can revoke an intermediate
+/// that is itself configured as trusted.
 pub fn check_chain(
     chain: &VerifiedChain,
+    leaf: &X509Certificate<'_>,
     crls: &CrlSet,
     anchors: &TrustAnchors,
     now: i64,
 ) -> Result<Option<i64>, CertError> {
+    let Some(issuer) = chain.cas.first() else {
+        return Ok(None);
+    };
+    check_path(leaf, issuer, crls, anchors, now)
+}
+
+/// Revocation for a certificate accepted without a verified chain (a pinned certificate,
+/// or the unverified common-name mode): `None` when no configured CA issued it (name and
+/// signature), otherwise [`check_chain`]'s answer for the path through that CA. Whether
+/// that CA is currently valid or allowed for client authentication does not matter here:
+/// a CA's CRL speaks for what it issued.
+pub fn check_issued(
+    der: &[u8],
+    leaf: &X509Certificate<'_>,
+    crls: &CrlSet,
+    anchors: &TrustAnchors,
+    now: i64,
+) -> Option<Result<Option<i64>, CertError>> {
+    let x509 = X509::from_der(der).ok()?;
+    if is_self_issued(&x509) {
+        return None;
+    }
+    let issuer = parent_of(&x509, anchors, &[])?;
+    Some(check_path(leaf, issuer, crls, anchors, now))
+}
+
+fn check_path(
+    leaf: &X509Certificate<'_>,
+    first_issuer: &X509,
+    crls: &CrlSet,
+    anchors: &TrustAnchors,
+    now: i64,
+) -> Result<Option<i64>, CertError> {
+    let unknown = |reason: String| CertError::RevocationUnknown { reason };
     let mut until: Option<i64> = None;
-    let path = extend_to_root(&chain.cas, anchors);
-    for (index, issuer) in path.iter().copied().enumerate() {
+    let mut serial = serial_key(leaf.raw_serial());
+    let mut dps = cdp_names(leaf);
+    let mut is_ca = false;
+    let mut issuer = representative(first_issuer, anchors);
+    let mut visited: Vec<&X509> = Vec::new();
+    loop {
         let issuer_name = || name_of(issuer);
-        let unknown = |reason: String| CertError::RevocationUnknown { reason };
-        let key = cert_key(issuer).ok_or_else(|| unknown("cannot digest the issuer".into()))?;
-        let is_leaf = index == 0;
-        let usable = crls
-            .by_issuer
-            .get(&key)
-            .into_iter()
-            .flatten()
-            .filter(|c| match c.scope {
-                Scope::All => true,
-                Scope::EndEntities => is_leaf,
-                Scope::Cas => !is_leaf,
+        let key = key_id(issuer).ok_or_else(|| unknown("cannot digest the issuer's key".into()))?;
+        let in_scope = || {
+            crls.by_issuer.get(&key).into_iter().flatten().filter(|c| {
+                c.issuer_name
+                    .0
+                    .try_cmp(issuer.subject_name())
+                    .is_ok_and(|o| o.is_eq())
+                    && c.covers(is_ca, &dps)
             })
-            .find(|c| c.this_update <= now);
-        let Some(crl) = usable else {
-            return Err(unknown(format!("no CRL from {:?}", issuer_name())));
+        };
+        // A CRL already loaded but not in force yet ends the decision when it starts.
+        if let Some(next_in_force) = in_scope()
+            .filter(|c| c.this_update > now)
+            .map(|c| c.this_update - 1)
+            .min()
+        {
+            until = Some(until.map_or(next_in_force, |u| u.min(next_in_force)));
+        }
+        let Some(crl) = in_scope().find(|c| c.this_update <= now) else {
+            return Err(unknown(format!(
+                "no CRL from {:?} covers {}",
+                issuer_name(),
+                if is_ca { "the CA" } else { "the certificate" }
+            )));
         };
         if let Some(next) = crl.next_update {
             if now > next {
@@ -326,54 +453,140 @@ pub fn check_chain(
             }
             until = Some(until.map_or(next, |u| u.min(next)));
         }
-        let serial = match index {
-            0 => chain.leaf_serial.clone(),
-            _ => path[index - 1]
-                .serial_number()
-                .to_bn()
-                .map(|bn| bn.to_vec())
-                .map_err(|e| unknown(format!("unreadable serial number: {e}")))?,
-        };
         if crl.revoked.contains(&serial) {
             return Err(CertError::Revoked {
                 serial: hex_upper(&serial),
                 issuer: issuer_name(),
             });
         }
+        // One level up: the issuer's own issuer, if configured.
+        visited.push(issuer);
+        if is_self_issued(issuer) || visited.len() > 16 {
+            break;
+        }
+        let Some(parent) = parent_of(issuer, anchors, &visited) else {
+            break;
+        };
+        let Some((ca_serial, ca_dps)) = ca_facts(issuer) else {
+            return Err(unknown(format!("cannot read the CA {:?}", issuer_name())));
+        };
+        serial = ca_serial;
+        dps = ca_dps;
+        is_ca = true;
+        issuer = representative(parent, anchors);
     }
     Ok(until)
 }
 
-/// `certs` followed by the configured CAs above its top, as far as they go.
-fn extend_to_root<'a>(certs: &'a [X509], anchors: &'a TrustAnchors) -> Vec<&'a X509> {
-    let mut path: Vec<&X509> = certs.iter().collect();
-    while let Some(top) = path.last().copied() {
-        let self_issued = top
-            .issuer_name()
-            .try_cmp(top.subject_name())
-            .is_ok_and(|o| o.is_eq());
-        if self_issued || path.len() > 16 {
-            break;
-        }
-        let parent = anchors.certificates().find(|ca| {
-            !path
-                .iter()
-                .any(|c| c.as_ref() == ca.as_ref() as &openssl::x509::X509Ref)
-                && top
-                    .issuer_name()
-                    .try_cmp(ca.subject_name())
-                    .is_ok_and(|o| o.is_eq())
+/// Of the configured certificates of one issuer (same name and key: a renewal or a
+/// cross-certificate), the one the path continues through, chosen the same way whatever
+/// the file or map order: a self-signed one if configured, else the lowest SHA-256.
+fn representative<'a>(cert: &'a X509, anchors: &'a TrustAnchors) -> &'a X509 {
+    // Names first: comparing them is cheap, digesting keys is not.
+    let named: Vec<&X509> = anchors
+        .certificates()
+        .filter(|ca| same_name(ca.subject_name(), cert.subject_name()))
+        .collect();
+    if named.len() < 2 {
+        return cert;
+    }
+    let key = key_id(cert);
+    let group: Vec<&X509> = named
+        .into_iter()
+        .filter(|ca| key.is_some() && key_id(ca) == key)
+        .chain(std::iter::once(cert))
+        .collect();
+    preferred(group).unwrap_or(cert)
+}
+
+/// A configured CA that issued `cert` (its subject is `cert`'s issuer and its key verifies
+/// `cert`'s signature), other than those in `visited`.
+fn parent_of<'a>(cert: &X509Ref, anchors: &'a TrustAnchors, visited: &[&X509]) -> Option<&'a X509> {
+    let candidates: Vec<&X509> = anchors
+        .certificates()
+        .filter(|ca| {
+            same_name(cert.issuer_name(), ca.subject_name())
+                && !visited.iter().any(|v| {
+                    same_name(v.subject_name(), ca.subject_name()) && key_id(v) == key_id(ca)
+                })
                 && ca
                     .public_key()
-                    .and_then(|key| top.verify(&key))
+                    .and_then(|key| cert.verify(&key))
                     .unwrap_or(false)
+        })
+        .collect();
+    preferred(candidates)
+}
+
+/// Of certificates of one issuer, the one to continue through: self-signed first, then the
+/// lowest SHA-256 of the DER (independent of the order they were configured in).
+fn preferred(mut certs: Vec<&X509>) -> Option<&X509> {
+    if certs.len() > 1 {
+        certs.sort_by_cached_key(|ca| {
+            (
+                !is_self_issued(ca),
+                ca.to_der().map(|d| super::digest::sha256(&d)).ok(),
+            )
         });
-        match parent {
-            Some(ca) => path.push(ca),
-            None => break,
+    }
+    certs.first().copied()
+}
+
+fn same_name(a: &X509NameRef, b: &X509NameRef) -> bool {
+    a.try_cmp(b).is_ok_and(|o| o.is_eq())
+}
+
+fn is_self_issued(cert: &X509Ref) -> bool {
+    same_name(cert.issuer_name(), cert.subject_name())
+}
+
+/// A configured CA's serial ([`serial_key`] form) and CRL distribution point names.
+fn ca_facts(cert: &X509) -> Option<(Vec<u8>, Vec<String>)> {
+    let der = cert.to_der().ok()?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(&der).ok()?;
+    Some((serial_key(parsed.raw_serial()), cdp_names(&parsed)))
+}
+
+/// A serial number as compared everywhere: the DER INTEGER's contents in minimal two's
+/// complement (redundant leading 0x00 / 0xFF bytes dropped), so 128 (`00 80`) and -128
+/// (`80`) differ and a non-minimal encoding on a CRL still matches.
+pub fn serial_key(raw: &[u8]) -> Vec<u8> {
+    let mut s = raw;
+    while let [first, second, ..] = s {
+        let redundant =
+            (*first == 0 && second & 0x80 == 0) || (*first == 0xFF && second & 0x80 != 0);
+        if !redundant {
+            break;
+        }
+        s = &s[1..];
+    }
+    s.to_vec()
+}
+
+/// The names of a distribution point, comparable between a certificate's CRL distribution
+/// points and a CRL's issuingDistributionPoint. A name relative to the CRL issuer is
+/// compared as it is: CRLs here are direct, so both sides are relative to the same CA.
+fn dp_names(name: &DistributionPointName<'_>) -> Vec<String> {
+    match name {
+        DistributionPointName::FullName(names) => names.iter().map(ToString::to_string).collect(),
+        DistributionPointName::NameRelativeToCRLIssuer(rdn) => vec![format!("relative:{rdn:?}")],
+    }
+}
+
+/// The names of every CRL distribution point of `cert` that its issuer publishes (points
+/// naming another cRLIssuer are indirect and not supported).
+fn cdp_names(cert: &X509Certificate<'_>) -> Vec<String> {
+    let mut names = Vec::new();
+    for ext in cert.extensions() {
+        if let ParsedExtension::CRLDistributionPoints(points) = ext.parsed_extension() {
+            for point in points.iter().filter(|p| p.crl_issuer.is_none()) {
+                if let Some(name) = &point.distribution_point {
+                    names.extend(dp_names(name));
+                }
+            }
         }
     }
-    path
+    names
 }
 
 /// The HTTP(S) CRL distribution point URIs of a DER certificate (empty when it has none
@@ -403,12 +616,13 @@ pub fn http_distribution_points(der: &[u8]) -> Vec<String> {
     urls
 }
 
-/// SHA-256 of a certificate's DER: how CRLs are tied to the CA that signed them.
-fn cert_key(cert: &X509) -> Option<[u8; 32]> {
-    cert.to_der().ok().map(|der| super::digest::sha256(&der))
+/// SHA-256 of a CA's SubjectPublicKeyInfo: with the name, how CRLs are tied to an issuer.
+fn key_id(cert: &X509Ref) -> Option<[u8; 32]> {
+    let key = cert.public_key().ok()?.public_key_to_der().ok()?;
+    Some(super::digest::sha256(&key))
 }
 
-fn name_of(cert: &X509) -> String {
+fn name_of(cert: &X509Ref) -> String {
     cert.to_der()
         .ok()
         .and_then(|der| {
@@ -424,9 +638,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn leading_zero_bytes_of_a_serial_are_ignored() {
-        assert_eq!(unsigned(&[0, 0, 0x81, 2]), [0x81, 2]);
-        assert_eq!(unsigned(&[0]), [0u8; 0]);
+    fn serials_compare_as_minimal_twos_complement() {
+        assert_eq!(
+            serial_key(&[0, 0x81, 2]),
+            [0, 0x81, 2],
+            "positive, sign byte kept"
+        );
+        assert_eq!(serial_key(&[0, 0, 0x81, 2]), [0, 0x81, 2]);
+        assert_eq!(serial_key(&[0, 5]), [5]);
+        assert_eq!(serial_key(&[0xFF, 0x80]), [0x80], "-128");
+        assert_ne!(
+            serial_key(&[0x80]),
+            serial_key(&[0, 0x80]),
+            "-128 is not 128"
+        );
+        assert_eq!(serial_key(&[0xFF, 0x01]), [0xFF, 0x01], "-255");
+        assert_eq!(serial_key(&[0]), [0]);
     }
 
     #[test]
@@ -448,20 +675,33 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_set_makes_any_chain_with_an_issuer_unknown() {
-        let chain = VerifiedChain {
-            leaf_serial: vec![1],
-            cas: Vec::new(),
-            not_before: 0,
-            not_after: 0,
-        };
-        // A chain of one certificate (a trust anchor alone) has nothing to check.
+    fn an_empty_set_makes_a_chain_with_an_issuer_unknown() {
         let ca = crate::tools::pki::CertSpec::ca("CA", 0, 1)
             .self_signed()
             .unwrap();
-        let anchors = TrustAnchors::new(vec![ca.cert]).unwrap();
+        let leaf = crate::tools::pki::CertSpec::leaf("leaf", 0, 1)
+            .issued_by(&ca)
+            .unwrap()
+            .der();
+        let (_, parsed) = x509_parser::parse_x509_certificate(&leaf).unwrap();
+        let anchors = TrustAnchors::new(vec![ca.cert.clone()]).unwrap();
+        let chain = VerifiedChain {
+            leaf_serial: vec![1],
+            cas: vec![ca.cert],
+            not_before: 0,
+            not_after: 0,
+        };
+        assert!(matches!(
+            check_chain(&chain, &parsed, &CrlSet::default(), &anchors, 0),
+            Err(CertError::RevocationUnknown { .. })
+        ));
+        // A chain of one certificate (a trust anchor alone) has nothing to check.
+        let alone = VerifiedChain {
+            cas: Vec::new(),
+            ..chain
+        };
         assert_eq!(
-            check_chain(&chain, &CrlSet::default(), &anchors, 0),
+            check_chain(&alone, &parsed, &CrlSet::default(), &anchors, 0),
             Ok(None)
         );
     }
