@@ -748,15 +748,18 @@ fn the_verdict_never_depends_on_the_route_for_any_mix_of_leaf_features() {
 
 // === strict CRLs ===
 
+/// An extension as (dotted OID, critical, DER value).
+type Ext<'a> = (&'a str, bool, Vec<u8>);
+
 /// A CRL signed by `issuer` (an ECDSA P-256 CA) with the given extensions (OID,
 /// critical, DER value), listing `revoked` (a certificate and its entry extensions) when
 /// given. Written out in DER: OpenSSL's builder cannot add entry extensions.
 fn crl_with(
     issuer: &Issued,
-    extensions: &[(&str, bool, Vec<u8>)],
-    revoked: Option<(&openssl::x509::X509, Vec<(&str, bool, Vec<u8>)>)>,
+    extensions: &[Ext<'_>],
+    revoked: Option<(&openssl::x509::X509, Vec<Ext<'_>>)>,
 ) -> Vec<u8> {
-    let extension = |(oid, critical, value): &(&str, bool, Vec<u8>)| {
+    let extension = |(oid, critical, value): &Ext<'_>| {
         let mut content = oid_der(oid);
         if *critical {
             content.extend([0x01, 0x01, 0xFF]);

@@ -225,7 +225,7 @@ const PROXY_CERT_INFO: &[u8] = &[0x2B, 0x06, 0x01, 0x05, 0x05, 0x07, 0x01, 0x0E]
 /// The extension value is one complete DER element that the parser decoded.
 fn decode_fully(ext: &X509Extension<'_>) -> Result<(), ProfileViolation> {
     match Any::from_der(ext.value) {
-        Ok((rest, _)) if rest.is_empty() => {}
+        Ok(([], _)) => {}
         Ok((rest, _)) => {
             return Err(ProfileViolation(format!(
                 "the {} extension has {} bytes after its value",

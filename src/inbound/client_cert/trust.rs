@@ -69,7 +69,7 @@ pub enum WeakCa {
     /// Fail building the set ([`TrustError::WeakKey`]): start-up.
     #[default]
     Refuse,
-    /// Leave it out and report it ([`SkippedCa`]): a CA set re-read while running, where
+    /// Leave it out and report it ([`WeakCaReport`]): a CA set re-read while running, where
     /// a bad addition must not take the working set down.
     Skip,
 }
@@ -182,7 +182,7 @@ impl TrustAnchors {
         builder.set_flags(X509VerifyFlags::PARTIAL_CHAIN | X509VerifyFlags::NO_CHECK_TIME)?;
         let mut anchors = HashMap::new();
         let mut by_subject: HashMap<Vec<u8>, Vec<[u8; 32]>> = HashMap::new();
-        let mut skipped = Vec::new();
+        let mut reports = Vec::new();
         for cert in certs {
             let der = cert.to_der()?;
             let key = sha256(&der);
@@ -200,7 +200,7 @@ impl TrustAnchors {
                         reason: weak.reason,
                     });
                 }
-                skipped.push(WeakCaReport {
+                reports.push(WeakCaReport {
                     subject: anchor.subject.clone(),
                     sha256,
                     reason: weak.reason,
@@ -224,7 +224,7 @@ impl TrustAnchors {
             anchors,
             by_subject,
         };
-        Ok((anchors, skipped))
+        Ok((anchors, reports))
     }
 
     /// The CAs that break the profile and therefore vouch for nothing: (subject, why).
