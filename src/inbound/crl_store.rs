@@ -10,7 +10,10 @@
 //! All of this runs in one background task: no request ever waits on a file or a CA. A
 //! file that cannot be read, parsed or verified keeps the previous good set and logs an
 //! error; a failed download keeps the previous CRL from that URL and is retried after the
-//! check interval. The first request for a certificate whose issuer's CRL has never been
+//! check interval. A CRL that parses and verifies but is refused by the strict CRL rules
+//! (its signer lacks cRLSign, or it has a critical extension the check does not implement)
+//! is left out and logged once per CRL: its issuer then has no CRL, as if none was
+//! published. The first request for a certificate whose issuer's CRL has never been
 //! fetched gets `revocation_unknown` (or is accepted when fail-open) while the fetch runs.
 //!
 //! Must not: decide whether a certificate is revoked (`client_cert::revocation` does), or
