@@ -592,6 +592,35 @@ async fn with_the_setting_the_real_handler_warns_loudly_and_accepts_a_legacy_par
     assert_eq!(body["code"], "weak_key");
 }
 
+#[tokio::test]
+async fn a_ca_that_breaks_the_profile_is_logged_at_start_up_and_its_partners_get_untrusted_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad_ca = ca()
+        .without(Nid::BASIC_CONSTRAINTS)
+        .with_raw_extension(BASIC_CONSTRAINTS, false, &[0x30, 0x03, 0x01, 0x01, 0xFF])
+        .self_signed()
+        .unwrap();
+    let client = leaf().issued_by(&bad_ca).unwrap();
+    let path = write(dir.path(), "ca.pem", &bad_ca.cert_pem().unwrap());
+    let h = Handler::start(&[
+        ("CLIENT_CERT_CA_PATH", path.as_str()),
+        ("ALLOWED_CLIENT_CERT_COMMON_NAMES", PARTNER_CN),
+    ]);
+    let res = reqwest::Client::new()
+        .get(h.url("/api/cert-info"))
+        .header("X-ARR-ClientCert", client.header_value())
+        .timeout(std::time::Duration::from_secs(10))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 403);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["code"], "untrusted_chain");
+    let log = h.log_text();
+    assert!(log.contains("breaks the X.509 profile"), "{log}");
+    assert!(log.contains("basicConstraints"), "{log}");
+}
+
 /// A strong CA file and the header value of an RSA-1024 leaf it issued.
 fn ca_issuing_rsa1024_leaf(dir: &tempfile::TempDir) -> (String, String) {
     let strong = ca().self_signed().unwrap();
