@@ -684,7 +684,10 @@ fn apply(spec: CertSpec, odd: &Oddity, issuer: &Issued) -> CertSpec {
         Oddity::UnknownCritical => spec.with_raw_extension(UNKNOWN_OID, true, &[0x05, 0x00]),
         Oddity::UnknownNonCritical => spec.with_raw_extension(UNKNOWN_OID, false, &[0x05, 0x00]),
         Oddity::CriticalAki => {
-            let keyid = issuer.cert.subject_key_id().unwrap().as_slice().to_vec();
+            let keyid = issuer
+                .cert
+                .subject_key_id()
+                .map_or_else(|| vec![1; 20], |k| k.as_slice().to_vec());
             spec.without_authority_key_id().with_raw_extension(
                 AKI,
                 true,
@@ -771,6 +774,98 @@ fn the_verdict_never_depends_on_the_route_for_any_mix_of_leaf_features() {
     // The run covered acceptance and the new refusals, not just one kind of answer.
     let seen = seen.into_inner();
     for code in ["accepted", "malformed", "weak_key", "not_for_client_auth"] {
+        assert!(seen.contains(code), "no case ended {code}: {seen:?}");
+    }
+}
+
+/// One odd feature a CA may have.
+#[derive(Debug, Clone)]
+enum CaOddity {
+    None,
+    NoSki,
+    BasicConstraintsNotCritical,
+    CriticalAki,
+    KeyUsageWithoutKeyCertSign,
+    DuplicateKeyUsage,
+    UnknownCritical,
+    UnknownNonCritical,
+    Sha1SelfSignature,
+}
+
+fn ca_oddity() -> impl Strategy<Value = CaOddity> {
+    prop_oneof![
+        Just(CaOddity::None),
+        Just(CaOddity::NoSki),
+        Just(CaOddity::BasicConstraintsNotCritical),
+        Just(CaOddity::CriticalAki),
+        Just(CaOddity::KeyUsageWithoutKeyCertSign),
+        Just(CaOddity::DuplicateKeyUsage),
+        Just(CaOddity::UnknownCritical),
+        Just(CaOddity::UnknownNonCritical),
+        Just(CaOddity::Sha1SelfSignature),
+    ]
+}
+
+fn apply_ca(spec: CertSpec, odd: &CaOddity) -> CertSpec {
+    match odd {
+        CaOddity::None => spec,
+        CaOddity::NoSki => spec.without(Nid::SUBJECT_KEY_IDENTIFIER),
+        CaOddity::BasicConstraintsNotCritical => spec
+            .without(Nid::BASIC_CONSTRAINTS)
+            .with_raw_extension(BASIC_CONSTRAINTS, false, &[0x30, 0x03, 0x01, 0x01, 0xFF]),
+        CaOddity::CriticalAki => {
+            spec.with_raw_extension(AKI, true, &tlv(0x30, &tlv(0x80, &[9; 20])))
+        }
+        CaOddity::KeyUsageWithoutKeyCertSign => spec.without(Nid::KEY_USAGE).with_raw_extension(
+            KEY_USAGE,
+            true,
+            &[0x03, 0x02, 0x01, 0x82],
+        ),
+        CaOddity::DuplicateKeyUsage => {
+            spec.with_raw_extension(KEY_USAGE, true, &[0x03, 0x02, 0x01, 0x06])
+        }
+        CaOddity::UnknownCritical => spec.with_raw_extension(UNKNOWN_OID, true, &[0x05, 0x00]),
+        CaOddity::UnknownNonCritical => spec.with_raw_extension(UNKNOWN_OID, false, &[0x05, 0x00]),
+        CaOddity::Sha1SelfSignature => spec.with_digest(SigDigest::Sha1),
+    }
+}
+
+#[test]
+fn the_verdict_never_depends_on_the_route_for_any_mix_of_ca_features() {
+    let keys = [
+        KeyKind::EcP256,
+        KeyKind::Ec(Nid::SECP384R1),
+        KeyKind::Ed25519,
+    ];
+    let strategy = (
+        prop::collection::vec(ca_oddity(), 0..3),
+        0..keys.len(),
+        prop::collection::vec(oddity(), 0..2),
+    );
+    let mut runner = TestRunner::new(Config {
+        cases: 48,
+        ..Config::default()
+    });
+    let seen = std::cell::RefCell::new(std::collections::BTreeSet::new());
+    runner
+        .run(&strategy, |(ca_odds, key, leaf_odds)| {
+            let spec = ca_odds
+                .iter()
+                .fold(ca().with_key(keys[key]), |s, odd| apply_ca(s, odd));
+            // The leaf never names the CA's key: a CA without SKI must still be found.
+            let v = verdict(spec, |issuer| {
+                leaf_odds
+                    .iter()
+                    .fold(leaf().without_authority_key_id(), |s, odd| {
+                        apply(s, odd, issuer)
+                    })
+            });
+            seen.borrow_mut().insert(v);
+            Ok(())
+        })
+        .unwrap();
+    let seen = seen.into_inner();
+    for code in ["accepted", "untrusted_chain"] {
         assert!(seen.contains(code), "no case ended {code}: {seen:?}");
     }
 }
