@@ -849,9 +849,7 @@ fn the_verdict_never_depends_on_the_route_for_any_mix_of_ca_features() {
     let seen = std::cell::RefCell::new(std::collections::BTreeSet::new());
     runner
         .run(&strategy, |(ca_odds, key, leaf_odds)| {
-            let spec = ca_odds
-                .iter()
-                .fold(ca().with_key(keys[key]), |s, odd| apply_ca(s, odd));
+            let spec = ca_odds.iter().fold(ca().with_key(keys[key]), apply_ca);
             // The leaf never names the CA's key: a CA without SKI must still be found.
             let v = verdict(spec, |issuer| {
                 leaf_odds
