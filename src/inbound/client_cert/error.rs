@@ -21,6 +21,10 @@ pub enum Malformed {
     TrailingData { bytes: usize },
     #[error("certificate extension is malformed: {detail}")]
     BadExtension { detail: String },
+    /// The certificate decodes but breaks the X.509 profile the handler enforces (strict
+    /// extension decoding and RFC 5280 rules, see `client_cert::profile`).
+    #[error("certificate breaks the X.509 profile: {detail}")]
+    Profile { detail: String },
 }
 
 /// A certificate rejection. Times are Unix seconds.
@@ -36,7 +40,8 @@ pub enum CertError {
     NotYetValid { not_before: i64, now: i64 },
     #[error("certificate expired at {not_after} (now {now})")]
     Expired { not_after: i64, now: i64 },
-    /// The EKU extension is present and allows neither clientAuth nor anyExtendedKeyUsage.
+    /// The EKU extension is present and does not list clientAuth (anyExtendedKeyUsage alone
+    /// does not count).
     #[error("extended key usage does not allow client authentication (has: {ekus})")]
     NotForClientAuth { ekus: String },
     /// basicConstraints CA:TRUE.
@@ -45,6 +50,10 @@ pub enum CertError {
     /// The common name is allowlisted, but the certificate does not chain to a trusted CA.
     #[error("common name {common_name:?} is allowlisted but the chain is not trusted: {reason}")]
     UntrustedChain { common_name: String, reason: String },
+    /// The certificate's key or signature algorithm is below the key policy (RSA under
+    /// 2048 bits, curves other than P-256/P-384/P-521, DSA, MD5 or SHA-1 signatures).
+    #[error("weak key or signature algorithm: {reason}")]
+    WeakKey { reason: String },
     /// Neither a pinned thumbprint nor an allowlisted common name.
     #[error("certificate matches no allowlisted thumbprint or common name")]
     NotAllowlisted,
@@ -66,6 +75,7 @@ impl CertError {
             Self::Expired { .. } => "expired",
             Self::NotForClientAuth { .. } => "not_for_client_auth",
             Self::CaCertificate => "ca_certificate",
+            Self::WeakKey { .. } => "weak_key",
             Self::UntrustedChain { .. } => "untrusted_chain",
             Self::NotAllowlisted => "not_allowlisted",
             Self::Revoked { .. } => "revoked",
