@@ -11,7 +11,11 @@
 //! - [`config`]: every setting, read once and typed.
 //! - [`server`], [`routes`]: the warp server and the paths the Functions host calls.
 //! - [`functions_host`]: the host's JSON invocation protocol.
-//! - [`app`], [`answer`]: what each function answers, in either protocol.
+//! - [`functions`]: the app's own functions (what a fork edits); [`host::function`]: what
+//!   a function is (declaration, request context, registry); [`host::folders`]: the
+//!   start-up check of the function folders against them.
+//! - [`app`], [`answer`]: running one invocation (method, gate, body limit, handler), in
+//!   either protocol.
 //! - [`http_error`]: the single mapping from domain errors to status, code and message.
 //! - [`inbound`], [`cache`]: the per-request gate and its validation cache.
 //! - [`crl_store`]: CRL files and downloads, refreshed in the background.
@@ -25,6 +29,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod functions;
 pub mod host;
 pub mod inbound;
 pub mod outbound;

@@ -247,7 +247,10 @@ fn any_json_mode_payload_gets_a_clean_answer_never_a_5xx() {
 #[test]
 fn huge_and_deeply_nested_payloads_get_413_or_400() {
     let f = fixture();
-    let huge = vec![b' '; 2 * 1024 * 1024];
+    let limit = mtls_handler::host::routes::invocation_limit(
+        mtls_handler::settings::DEFAULT_MAX_BODY_BYTES,
+    );
+    let huge = vec![b' '; limit + 1];
     let (status, body) = f.invoke("cert-info", huge);
     assert_eq!(status, 413, "{body}");
 

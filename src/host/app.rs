@@ -1,21 +1,23 @@
-//! What each function answers, whichever way the host invoked it.
+//! Running one invocation, whichever way the host asked.
 //!
-//! Owns: the application state and the mapping from (function, certificate header) to an
-//! [`Answer`]. Both host protocols (forwarded HTTP and JSON invocations) end here, so the
-//! same policy gives the same answers in both.
-//! Must not: parse HTTP or invocation payloads (see `routes` and `invocation`).
+//! Owns: the application state and the order every invocation goes through: the method
+//! the function declares (else 405), the inbound gate for gated functions (else 403), the
+//! body size limit (else 413), then the function's handler. Both host protocols (forwarded
+//! HTTP and JSON invocations) end here, so the same request gets the same answer in both.
+//! Must not: parse HTTP or invocation payloads (see `routes` and `invocation`), or hold
+//! any function's own logic (see `crate::functions`).
 
 use crate::host::answer::Answer;
+use crate::host::function::{Access, Caller, Function, Method, Registry, Request};
 use crate::host::http_error::ApiError;
-use crate::host::invocation::Function;
-use crate::inbound::client_cert::{Accepted, MatchedBy};
 use crate::inbound::InboundGate;
 use crate::outbound::Outbound;
-use serde::Serialize;
-use serde_json::json;
+use bytes::Bytes;
+use std::future::Future;
 use std::sync::Arc;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
+use warp::http::HeaderMap;
 
 /// Shared state of the running handler.
 pub struct AppState {
@@ -23,6 +25,10 @@ pub struct AppState {
     pub outbound: Arc<Outbound>,
     /// The clock, Unix seconds; tests pass a fixed one.
     pub clock: fn() -> i64,
+    /// The registered functions.
+    pub functions: Registry,
+    /// `MAX_REQUEST_BODY_BYTES`: the largest request body a function receives.
+    pub max_body_bytes: usize,
 }
 
 /// The wall clock in Unix seconds.
@@ -30,71 +36,77 @@ pub fn system_clock() -> i64 {
     OffsetDateTime::now_utc().unix_timestamp()
 }
 
+/// One invocation as either protocol delivers it, before any check.
+pub struct Invocation<B, V> {
+    /// The HTTP method; `None` when it is not one a function can declare.
+    pub method: Option<Method>,
+    pub params: Vec<(String, String)>,
+    pub query: Vec<(String, String)>,
+    /// The request headers without `X-ARR-ClientCert`.
+    pub headers: HeaderMap,
+    /// The `X-ARR-ClientCert` values (any spelling of the name).
+    pub cert_values: Vec<V>,
+    /// Reads the body, at most the given number of bytes; awaited only once the gate let
+    /// the caller in.
+    pub body: B,
+    pub invocation_id: Option<String>,
+}
+
+/// Why a body could not be read.
+#[derive(Debug)]
+pub enum BodyError {
+    TooLarge,
+    Unreadable(String),
+}
+
 impl AppState {
-    /// Runs `function` for a request whose `X-ARR-ClientCert` values are `cert_headers`.
-    pub async fn invoke<V: AsRef<[u8]>>(&self, function: Function, cert_headers: &[V]) -> Answer {
-        match function {
-            Function::Health => self.health(),
-            Function::CertInfo => match self.gate.check(cert_headers, (self.clock)()) {
-                Ok(accepted) => Answer::ok_json(
-                    accepted
-                        .rendering
-                        .get_or_init(|| {
-                            serde_json::to_vec(&CertInfo::of(&accepted)).unwrap_or_default()
-                        })
-                        .to_vec(),
-                ),
-                Err(e) => ApiError::Cert(e).to_answer(),
+    /// Runs `function` for `invocation`: method, gate, body limit, handler.
+    pub async fn run<B, F, V>(
+        self: &Arc<Self>,
+        function: &Function,
+        invocation: Invocation<B, V>,
+    ) -> Answer
+    where
+        V: AsRef<[u8]>,
+        B: FnOnce(usize) -> F,
+        F: Future<Output = Result<Bytes, BodyError>>,
+    {
+        let Some(method) = invocation.method.filter(|m| function.allows(*m)) else {
+            return ApiError::MethodNotAllowed
+                .to_answer()
+                .with_header("allow", &function.allow_header());
+        };
+        let caller = match function.access() {
+            Access::Public => None,
+            Access::Gated => match self.gate.check(&invocation.cert_values, (self.clock)()) {
+                Ok(accepted) => Some(Caller::new(accepted)),
+                Err(e) => return ApiError::Cert(e).to_answer(),
             },
-            Function::OutboundMtls => match self.gate.check(cert_headers, (self.clock)()) {
-                Ok(_) => match self.outbound.call().await {
-                    Ok(success) => Answer::ok(&success),
-                    Err(e) => ApiError::Outbound(e).to_answer(),
-                },
-                Err(e) => ApiError::Cert(e).to_answer(),
-            },
-        }
-    }
-
-    fn health(&self) -> Answer {
-        Answer::ok(&json!({
-            "status": "ok",
-            "outboundCertificate": self.outbound.status(),
-        }))
-    }
-}
-
-/// The `/api/cert-info` body: the seed's `thumbprint` and `commonName`, and more.
-/// Serialized straight from the cached decision (no intermediate JSON tree).
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct CertInfo<'a> {
-    thumbprint: &'a str,
-    common_name: Option<&'a str>,
-    thumbprint_sha256: &'a str,
-    subject: &'a str,
-    issuer: &'a str,
-    serial_number: &'a str,
-    not_before: String,
-    not_after: String,
-    dns_names: &'a [String],
-    matched_by: MatchedBy,
-}
-
-impl<'a> CertInfo<'a> {
-    fn of(accepted: &'a Accepted) -> Self {
-        let info = &accepted.info;
-        Self {
-            thumbprint: &info.thumbprint_sha1,
-            common_name: info.common_name(),
-            thumbprint_sha256: &info.thumbprint_sha256,
-            subject: &info.subject,
-            issuer: &info.issuer,
-            serial_number: &info.serial_number,
-            not_before: rfc3339(info.not_before),
-            not_after: rfc3339(info.not_after),
-            dns_names: &info.dns_names,
-            matched_by: accepted.matched_by,
+        };
+        let body = match (invocation.body)(self.max_body_bytes).await {
+            Ok(body) => body,
+            Err(BodyError::TooLarge) => return ApiError::PayloadTooLarge.to_answer(),
+            Err(BodyError::Unreadable(reason)) => {
+                return ApiError::InvalidBody { reason }.to_answer()
+            }
+        };
+        let request = Request {
+            method,
+            params: invocation.params,
+            query: invocation.query,
+            headers: invocation.headers,
+            body,
+            invocation_id: invocation.invocation_id,
+            caller,
+        };
+        match function.call(request, self.clone()).await {
+            Ok(answer) => answer,
+            Err(e) => {
+                if e.status().is_server_error() {
+                    tracing::warn!(function = function.name(), code = e.code(), error = %e, "function failed");
+                }
+                e.to_answer()
+            }
         }
     }
 }

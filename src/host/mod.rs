@@ -2,6 +2,8 @@
 
 pub mod answer;
 pub mod app;
+pub mod folders;
+pub mod function;
 pub mod http_error;
 pub mod invocation;
 pub mod routes;

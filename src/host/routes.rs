@@ -1,22 +1,42 @@
 //! The warp filters the Functions host talks to.
 //!
-//! Owns: paths and methods. `GET /` answers the host's readiness probe at once;
-//! `GET /api/{function}` is forwarding mode (the original request); `POST /{function}` is
-//! JSON mode. Everything else gets a JSON 404/405/413 from [`recover`].
+//! Owns: paths, and turning each protocol's request into an [`Invocation`]. `GET /`
+//! answers the host's readiness probe at once; `/api/{route}` (any method) is forwarding
+//! mode, matched against the registered functions' routes; `POST /{function}` is JSON mode.
+//! Anything else gets a JSON 404/405/413 from [`recover`].
 //! Must not: decide answers (see `app`) or map domain errors (see `http_error`).
+//!
+//! The server (`crate::host::server`) lifts each request's headers and body out before warp
+//! sees it and hands them over in a task-local, so nothing here clones the header map.
 
 use crate::host::answer::{json_response, Answer};
-use crate::host::app::AppState;
+use crate::host::app::{AppState, BodyError, Invocation};
+use crate::host::function::{parse_query, Method};
 use crate::host::http_error::ApiError;
-use crate::host::invocation::{self, Function};
-use crate::inbound::client_cert::header::HEADER_NAME;
+use crate::host::invocation;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use std::cell::RefCell;
 use std::convert::Infallible;
 use std::sync::Arc;
-use warp::http::{HeaderMap, HeaderValue, StatusCode};
+use warp::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use warp::{Filter, Rejection, Reply};
 
-/// The host's JSON invocation payloads are small; anything bigger is not from the host.
-pub const MAX_INVOCATION_BYTES: u64 = 1024 * 1024;
+/// The certificate header, as `HeaderMap` keys are spelled (lowercase).
+pub const CERT_HEADER: HeaderName = HeaderName::from_static("x-arr-clientcert");
+
+/// The invocation id header the host adds in forwarding and JSON modes, and the one the
+/// newer proxying mode adds.
+const INVOCATION_ID_HEADERS: [HeaderName; 2] = [
+    HeaderName::from_static("x-azure-functions-invocationid"),
+    HeaderName::from_static("x-ms-invocation-id"),
+];
+
+/// The largest JSON invocation payload for a body limit of `max_body`: the body may arrive
+/// base64-encoded or JSON-escaped inside it, next to the headers and metadata.
+pub fn invocation_limit(max_body: usize) -> usize {
+    max_body.saturating_mul(4).saturating_add(1024 * 1024)
+}
 
 /// All routes, with rejections turned into JSON errors.
 pub fn routes(
@@ -35,74 +55,126 @@ fn readiness() -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clon
         .map(|| json_response(StatusCode::OK, br#"{"status":"ready"}"#.to_vec()))
 }
 
-/// The `X-ARR-ClientCert` values of one request: reference-counted copies of the header
-/// values, never their bytes.
-#[derive(Debug, Clone, Default)]
-pub enum ClientCertHeaders {
-    #[default]
-    Absent,
-    One(HeaderValue),
-    /// Several values: always rejected, kept so the rejection can say how many.
-    Many(Vec<HeaderValue>),
-}
-
-impl ClientCertHeaders {
-    /// Every value of the header in `headers`.
-    pub fn from_headers(headers: &HeaderMap) -> Self {
-        let mut values = headers.get_all(HEADER_NAME).iter();
-        match (values.next(), values.next()) {
-            (None, _) => Self::Absent,
-            (Some(one), None) => Self::One(one.clone()),
-            (Some(_), Some(_)) => {
-                Self::Many(headers.get_all(HEADER_NAME).iter().cloned().collect())
-            }
-        }
-    }
-
-    fn as_slices(&self) -> Vec<&[u8]> {
-        match self {
-            Self::Absent => Vec::new(),
-            Self::One(v) => vec![v.as_bytes()],
-            Self::Many(vs) => vs.iter().map(HeaderValue::as_bytes).collect(),
-        }
-    }
+/// One request's headers and body, lifted out by the server before routing.
+pub struct Lifted {
+    pub headers: HeaderMap,
+    pub body: hyper::body::Incoming,
 }
 
 tokio::task_local! {
-    /// Set by `crate::host::server` around each request, so routing reads the certificate header
-    /// without cloning the header map (warp has no filter for every value of one header).
-    pub static CLIENT_CERT_HEADERS: ClientCertHeaders;
+    /// Set by `crate::host::server` around each request; taken (once) by the route that
+    /// handles it.
+    pub static LIFTED: RefCell<Option<Lifted>>;
 }
 
-/// The request's `X-ARR-ClientCert` values: from the server's task-local, or read from the
-/// headers when the filters run without it (`warp::test`).
-fn client_cert_headers() -> impl Filter<Extract = (ClientCertHeaders,), Error = Infallible> + Clone
-{
+/// A request's headers and body, from the server's task-local or, when the filters run
+/// without it (`warp::test`), from warp.
+enum Source {
+    Lifted(Lifted),
+    Test(HeaderMap, Bytes),
+}
+
+impl Source {
+    fn into_parts(self) -> (HeaderMap, Body) {
+        match self {
+            Self::Lifted(l) => (l.headers, Body::Incoming(l.body)),
+            Self::Test(h, b) => (h, Body::Ready(b)),
+        }
+    }
+}
+
+enum Body {
+    Incoming(hyper::body::Incoming),
+    Ready(Bytes),
+}
+
+impl Body {
+    /// The whole body, refused past `limit` bytes (at once when `Content-Length` says so).
+    async fn read(self, declared: Option<u64>, limit: usize) -> Result<Bytes, BodyError> {
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(BodyError::TooLarge);
+        }
+        match self {
+            Self::Ready(b) if b.len() > limit => Err(BodyError::TooLarge),
+            Self::Ready(b) => Ok(b),
+            Self::Incoming(incoming) => match Limited::new(incoming, limit).collect().await {
+                Ok(collected) => Ok(collected.to_bytes()),
+                Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge),
+                Err(e) => Err(BodyError::Unreadable(e.to_string())),
+            },
+        }
+    }
+}
+
+fn source() -> impl Filter<Extract = (Source,), Error = Rejection> + Clone {
     warp::any()
         .and_then(|| async {
-            CLIENT_CERT_HEADERS
-                .try_with(Clone::clone)
-                .map_err(|_| warp::reject())
+            match LIFTED.try_with(|cell| cell.borrow_mut().take()) {
+                Ok(Some(lifted)) => Ok(Source::Lifted(lifted)),
+                _ => Err(warp::reject()),
+            }
         })
-        .or(warp::header::headers_cloned().map(|h: HeaderMap| ClientCertHeaders::from_headers(&h)))
+        .or(warp::header::headers_cloned()
+            .and(warp::body::bytes())
+            .map(Source::Test))
         .unify()
 }
 
-/// `GET /api/{function}`, as the host forwards the original request.
+/// The `Content-Length` a request declares.
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Every `X-ARR-ClientCert` value, removed from `headers` (functions never see it).
+fn take_cert_values(headers: &mut HeaderMap) -> Vec<HeaderValue> {
+    match headers.entry(CERT_HEADER) {
+        header::Entry::Occupied(entry) => entry.remove_entry_mult().1.collect(),
+        header::Entry::Vacant(_) => Vec::new(),
+    }
+}
+
+fn invocation_id(headers: &HeaderMap) -> Option<String> {
+    INVOCATION_ID_HEADERS
+        .iter()
+        .find_map(|name| headers.get(name)?.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// Any method on `/api/{route}`, as the host forwards the original request.
 fn forwarded(
     state: Arc<AppState>,
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
-    warp::path!("api" / String)
-        .and(warp::get())
-        .and(client_cert_headers())
-        .and_then(move |name: String, headers: ClientCertHeaders| {
-            let state = state.clone();
-            async move {
-                let function = Function::from_name(&name).ok_or_else(warp::reject::not_found)?;
-                let values = headers.as_slices();
-                Ok::<_, Rejection>(state.invoke(function, &values).await.into_response())
-            }
-        })
+    warp::path("api")
+        .and(warp::path::tail())
+        .and(warp::method())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and(source())
+        .and_then(
+            move |tail: warp::path::Tail, method: warp::http::Method, query: String, source: Source| {
+                let state = state.clone();
+                async move {
+                    let Some((function, params)) = state.functions.by_path(tail.as_str()) else {
+                        return Ok::<_, Rejection>(ApiError::NotFound.to_answer().into_response());
+                    };
+                    let (mut headers, body) = source.into_parts();
+                    let declared = declared_length(&headers);
+                    let cert_values = take_cert_values(&mut headers);
+                    let invocation = Invocation {
+                        method: Method::from_http(&method),
+                        params,
+                        query: parse_query(&query),
+                        invocation_id: invocation_id(&headers),
+                        headers,
+                        cert_values,
+                        body: move |limit| body.read(declared, limit),
+                    };
+                    Ok(state.run(function, invocation).await.into_response())
+                }
+            },
+        )
 }
 
 /// `POST /{function}` with the host's JSON invocation payload.
@@ -111,13 +183,26 @@ fn json_invocation(
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     warp::path!(String)
         .and(warp::post())
-        .and(warp::body::content_length_limit(MAX_INVOCATION_BYTES))
-        .and(warp::body::bytes())
-        .and_then(move |name: String, body: bytes::Bytes| {
+        .and(source())
+        .and_then(move |name: String, source: Source| {
             let state = state.clone();
             async move {
-                let function = Function::from_name(&name).ok_or_else(warp::reject::not_found)?;
-                let payload: serde_json::Value = match serde_json::from_slice(&body) {
+                let Some(function) = state.functions.by_name(&name) else {
+                    return Ok::<_, Rejection>(ApiError::NotFound.to_answer().into_response());
+                };
+                let (outer, body) = source.into_parts();
+                let limit = invocation_limit(state.max_body_bytes);
+                let payload = match body.read(declared_length(&outer), limit).await {
+                    Ok(bytes) => bytes,
+                    Err(BodyError::TooLarge) => {
+                        return Ok(ApiError::PayloadTooLarge.to_answer().into_response())
+                    }
+                    Err(BodyError::Unreadable(reason)) => {
+                        let err = ApiError::InvalidInvocation(reason);
+                        return Ok(err.to_answer().into_response());
+                    }
+                };
+                let payload: serde_json::Value = match serde_json::from_slice(&payload) {
                     Ok(p) => p,
                     Err(e) => {
                         let err = ApiError::InvalidInvocation(e.to_string());
@@ -125,10 +210,26 @@ fn json_invocation(
                         return Ok(err.to_answer().into_response());
                     }
                 };
-                let values = invocation::header_values(&payload, HEADER_NAME);
-                let answer = state.invoke(function, &values).await;
-                let body = invocation::invocation_response(&answer, function);
-                Ok::<_, Rejection>(Answer::ok(&body).into_response())
+                let call = invocation::read_request(&payload);
+                let body = call.body;
+                let invocation = Invocation {
+                    method: call.method,
+                    params: call.params,
+                    query: call.query,
+                    headers: call.headers,
+                    cert_values: call.cert_values,
+                    body: move |limit: usize| {
+                        std::future::ready(match body {
+                            Ok(b) if b.len() > limit => Err(BodyError::TooLarge),
+                            Ok(b) => Ok(b),
+                            Err(reason) => Err(BodyError::Unreadable(reason)),
+                        })
+                    },
+                    invocation_id: invocation_id(&outer),
+                };
+                let answer = state.run(function, invocation).await;
+                let body = invocation::invocation_response(&answer, function.name());
+                Ok(Answer::ok(&body).into_response())
             }
         })
 }

@@ -1,17 +1,18 @@
 //! Running the HTTP server until shutdown.
 //!
 //! Owns: the listener, the per-connection HTTP/1 server, graceful draining and the drain
-//! deadline, and lifting `X-ARR-ClientCert` out of each request before routing.
+//! deadline, and lifting each request's headers and body out before routing.
 //! Must not: build state or read configuration (callers pass both in, so tests run the
 //! same server on `127.0.0.1:0`).
 //!
-//! This is `warp::serve` written out: warp offers no filter that reads every value of one
-//! header without cloning the whole header map, and that clone was the largest cost left
-//! on a cached `/api/cert-info` (see BENCHMARKS.md). Here the values are copied (reference
-//! counted, no byte copies) into a task-local that `routes` reads while the request runs.
+//! This is `warp::serve` written out: warp offers no filter that hands over the header map
+//! without cloning it, and that clone was the largest cost left on a cached
+//! `/api/cert-info` (see BENCHMARKS.md). Here the header map and the body are moved (not
+//! copied) into a task-local that `routes` takes while the request runs; warp itself sees
+//! only the method and the URI, which is all it routes on.
 
 use crate::host::app::AppState;
-use crate::host::routes::{routes, ClientCertHeaders, CLIENT_CERT_HEADERS};
+use crate::host::routes::{routes, Lifted, LIFTED};
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -50,9 +51,12 @@ pub async fn run(
         let service = service.clone();
         let per_request =
             hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                let headers = ClientCertHeaders::from_headers(req.headers());
+                let (mut parts, body) = req.into_parts();
+                let headers = std::mem::take(&mut parts.headers);
+                let req = hyper::Request::from_parts(parts, http_body_util::Empty::<bytes::Bytes>::new());
+                let lifted = std::cell::RefCell::new(Some(Lifted { headers, body }));
                 let mut service = service.clone();
-                CLIENT_CERT_HEADERS.scope(headers, service.call(req))
+                LIFTED.scope(lifted, service.call(req))
             });
         let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), per_request);
         let connection = graceful.watch(connection);
