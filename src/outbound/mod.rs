@@ -21,9 +21,11 @@ pub mod config;
 pub mod identity;
 pub mod key_vault;
 pub mod pkcs12;
+pub mod request;
 
 pub use config::{FileConfig, KeyVaultConfig, NetworkOverrides, OutboundConfig, Secret};
 pub use identity::{ClientIdentity, LoadFailure, SourceKind};
+pub use request::{PartnerRequest, PartnerResponse};
 
 use crate::host::app::system_clock;
 use client::FailureKind;
