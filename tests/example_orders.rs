@@ -3,10 +3,10 @@
 //! the real server in both host modes: the partner's identity and body reach it, it calls a
 //! partner API on real TLS with the app's certificate, and everything else is refused.
 
-#[path = "../examples/orders/orders.rs"]
-mod orders;
 #[path = "support/app.rs"]
 mod app_support;
+#[path = "../examples/orders/orders.rs"]
+mod orders;
 
 use app_support::{app_root, client, repo_root, App, Partner, Pki, APP_CN, PARTNER_CN};
 use serde_json::{json, Value};
@@ -52,9 +52,15 @@ async fn a_partner_places_an_order_that_is_passed_on_with_the_apps_certificate_i
     let location = res.headers()["location"].to_str().unwrap().to_owned();
     let placed: Value = res.json().await.unwrap();
     assert_eq!(placed["placedBy"], PARTNER_CN, "{placed}");
-    assert_eq!((&placed["sku"], &placed["quantity"]), (&json!("ABC-1"), &json!(3)));
+    assert_eq!(
+        (&placed["sku"], &placed["quantity"]),
+        (&json!("ABC-1"), &json!(3))
+    );
     assert_eq!(placed["forwardedStatus"], 202);
-    assert_eq!(location, format!("/api/orders/{}", placed["orderId"].as_str().unwrap()));
+    assert_eq!(
+        location,
+        format!("/api/orders/{}", placed["orderId"].as_str().unwrap())
+    );
 
     let out = app
         .invoke(
@@ -65,16 +71,29 @@ async fn a_partner_places_an_order_that_is_passed_on_with_the_apps_certificate_i
     assert_eq!(out.status, 201, "{:?}", out.body);
     assert_eq!(out.body["placedBy"], PARTNER_CN);
     assert_eq!(out.body["sku"], "XYZ-9");
-    assert!(out.headers["location"].as_str().unwrap().starts_with("/api/orders/ord-"));
+    assert!(out.headers["location"]
+        .as_str()
+        .unwrap()
+        .starts_with("/api/orders/ord-"));
 
     let received = partner.received();
     assert_eq!(received.len(), 2, "{received:?}");
     for (r, sku) in received.iter().zip(["ABC-1", "XYZ-9"]) {
-        assert_eq!((r.method.as_str(), r.path.as_str()), ("POST", "/partner/orders"));
-        assert_eq!(r.client_cn.as_deref(), Some(APP_CN), "the app's own certificate");
+        assert_eq!(
+            (r.method.as_str(), r.path.as_str()),
+            ("POST", "/partner/orders")
+        );
+        assert_eq!(
+            r.client_cn.as_deref(),
+            Some(APP_CN),
+            "the app's own certificate"
+        );
         assert_eq!(r.content_type.as_deref(), Some("application/json"));
         let sent: Value = serde_json::from_slice(&r.body).unwrap();
-        assert_eq!((&sent["sku"], &sent["placedBy"]), (&json!(sku), &json!(PARTNER_CN)));
+        assert_eq!(
+            (&sent["sku"], &sent["placedBy"]),
+            (&json!(sku), &json!(PARTNER_CN))
+        );
     }
 }
 
@@ -92,7 +111,10 @@ async fn a_partner_api_that_refuses_the_order_is_a_502_with_its_status() {
         .unwrap();
     assert_eq!(res.status(), 502);
     let body: Value = res.json().await.unwrap();
-    assert_eq!((&body["code"], &body["statusCode"]), (&json!("remote_error_status"), &json!(409)));
+    assert_eq!(
+        (&body["code"], &body["statusCode"]),
+        (&json!("remote_error_status"), &json!(409))
+    );
 }
 
 #[tokio::test]
@@ -108,11 +130,29 @@ async fn orders_are_refused_without_a_certificate_with_the_wrong_method_or_a_bad
         req.send()
     };
     let cases: [(Option<&str>, &str, &str, u16, &str); 5] = [
-        (None, "POST", r#"{"sku": "A", "quantity": 1}"#, 403, "missing"),
+        (
+            None,
+            "POST",
+            r#"{"sku": "A", "quantity": 1}"#,
+            403,
+            "missing",
+        ),
         (Some(&cert), "GET", "", 405, "method_not_allowed"),
         (Some(&cert), "POST", "not json", 400, "invalid_body"),
-        (Some(&cert), "POST", r#"{"sku": "A", "quantity": 1, "price": 0}"#, 400, "invalid_body"),
-        (Some(&cert), "POST", r#"{"sku": "A", "quantity": 0}"#, 422, "invalid_order"),
+        (
+            Some(&cert),
+            "POST",
+            r#"{"sku": "A", "quantity": 1, "price": 0}"#,
+            400,
+            "invalid_body",
+        ),
+        (
+            Some(&cert),
+            "POST",
+            r#"{"sku": "A", "quantity": 0}"#,
+            422,
+            "invalid_order",
+        ),
     ];
     for (c, method, body, status, code) in cases {
         let res = if method == "GET" {
@@ -123,15 +163,28 @@ async fn orders_are_refused_without_a_certificate_with_the_wrong_method_or_a_bad
                 .await
                 .unwrap()
         } else {
-            post(body.to_owned().leak(), c.map(str::to_owned)).await.unwrap()
+            post(body.to_owned().leak(), c.map(str::to_owned))
+                .await
+                .unwrap()
         };
         assert_eq!(res.status(), status, "{method} {body}");
         assert_eq!(res.json::<Value>().await.unwrap()["code"], code);
-        let out = app.invoke("orders", json_mode_request(c, method, body)).await;
-        assert_eq!((out.status, out.body["code"].as_str()), (status, Some(code)), "JSON mode {method} {body}");
+        let out = app
+            .invoke("orders", json_mode_request(c, method, body))
+            .await;
+        assert_eq!(
+            (out.status, out.body["code"].as_str()),
+            (status, Some(code)),
+            "JSON mode {method} {body}"
+        );
     }
     // Without REMOTE_API_URL the order is only recorded.
-    let res = post(r#"{"sku": "A", "quantity": 1}"#, Some(cert)).await.unwrap();
+    let res = post(r#"{"sku": "A", "quantity": 1}"#, Some(cert))
+        .await
+        .unwrap();
     assert_eq!(res.status(), 201);
-    assert_eq!(res.json::<Value>().await.unwrap()["forwardedStatus"], Value::Null);
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["forwardedStatus"],
+        Value::Null
+    );
 }

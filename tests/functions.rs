@@ -4,9 +4,9 @@
 //! query parameters, headers without the certificate header, body, invocation id and the
 //! caller's identity; every declared method, 405 otherwise, and the body limit.
 
-mod common;
 #[path = "support/app.rs"]
 mod app_support;
+mod common;
 
 use app_support::{app_root, client, function_json, App, Pki, PARTNER_CN};
 use common::run_to_exit;
@@ -33,10 +33,8 @@ fn the_repository_function_folders_match_the_registered_functions() {
 
 /// Runs the real binary with its app root at `root` and expects exit 1 with one line.
 fn refused_start(root: &std::path::Path) -> String {
-    let (status, _, stderr) = run_to_exit(
-        &[("FUNCTIONS_APP_ROOT_PATH", root.to_str().unwrap())],
-        &[],
-    );
+    let (status, _, stderr) =
+        run_to_exit(&[("FUNCTIONS_APP_ROOT_PATH", root.to_str().unwrap())], &[]);
     assert_eq!(status.code(), Some(1), "{stderr}");
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 1, "one line: {stderr}");
@@ -69,7 +67,9 @@ fn start_up_refuses_a_function_json_whose_route_or_methods_differ() {
     .unwrap();
     let line = refused_start(root.path());
     assert!(
-        line.contains(r#"folder health/: function.json says route "healthz", the function declares "health""#),
+        line.contains(
+            r#"folder health/: function.json says route "healthz", the function declares "health""#
+        ),
         "{line}"
     );
     assert!(
@@ -106,7 +106,10 @@ fn the_function_folders_are_read_from_the_app_root_the_host_names() {
     }
     let _ = child.kill();
     let _ = child.wait();
-    assert!(listening, "the handler did not start from the host's app root");
+    assert!(
+        listening,
+        "the handler did not start from the host's app root"
+    );
 }
 
 // === The request context ===
@@ -155,11 +158,21 @@ async fn echo_app(pki: &Pki, extra_env: &[(&str, &str)]) -> App {
         ("open-echo", function_json("open-echo", &["post"])),
     ]);
     let mut env = pki.settings(root.path(), None);
-    env.extend(extra_env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+    env.extend(
+        extra_env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
     App::start(echo_functions(), root, &env).await
 }
 
-async fn forwarded(app: &App, method: &str, path: &str, cert: Option<&str>, body: &str) -> (u16, reqwest::header::HeaderMap, Value) {
+async fn forwarded(
+    app: &App,
+    method: &str,
+    path: &str,
+    cert: Option<&str>,
+    body: &str,
+) -> (u16, reqwest::header::HeaderMap, Value) {
     let mut req = client()
         .request(method.parse().unwrap(), app.url(path))
         .header("X-Test-One", "1")
@@ -174,7 +187,14 @@ async fn forwarded(app: &App, method: &str, path: &str, cert: Option<&str>, body
     (status, headers, res.json().await.unwrap())
 }
 
-fn json_req(method: &str, url_path: &str, params: Value, query: Value, cert: Option<&str>, body: &str) -> Value {
+fn json_req(
+    method: &str,
+    url_path: &str,
+    params: Value,
+    query: Value,
+    cert: Option<&str>,
+    body: &str,
+) -> Value {
     let mut headers = json!({ "X-Test-One": ["1"] });
     if let Some(c) = cert {
         headers["X-ARR-ClientCert"] = json!([c]);
@@ -245,10 +265,21 @@ async fn the_certificate_header_is_hidden_from_functions_in_both_modes() {
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["caller"]["commonName"], PARTNER_CN, "{body}");
     assert_eq!(body["headers"], json!([]), "{body}");
-    let mut req = json_req("POST", "/api/echo/1", json!({"id": "1"}), json!({}), None, "");
+    let mut req = json_req(
+        "POST",
+        "/api/echo/1",
+        json!({"id": "1"}),
+        json!({}),
+        None,
+        "",
+    );
     req["Headers"] = json!({ "x-Arr-ClientCERT": [cert] });
     let out = app.invoke("echo", req).await;
-    assert_eq!(out.body["caller"]["commonName"], PARTNER_CN, "{:?}", out.body);
+    assert_eq!(
+        out.body["caller"]["commonName"], PARTNER_CN,
+        "{:?}",
+        out.body
+    );
     assert_eq!(out.body["headers"], json!([]));
     // A public function neither checks nor shows the header, or a caller.
     let res = client()
@@ -259,7 +290,10 @@ async fn the_certificate_header_is_hidden_from_functions_in_both_modes() {
         .unwrap();
     assert_eq!(res.status(), 200);
     let body: Value = res.json().await.unwrap();
-    assert_eq!((&body["headers"], &body["caller"]), (&json!([]), &Value::Null));
+    assert_eq!(
+        (&body["headers"], &body["caller"]),
+        (&json!([]), &Value::Null)
+    );
 }
 
 #[tokio::test]
@@ -271,9 +305,22 @@ async fn every_declared_method_is_served_and_others_get_405_with_allow_in_both_m
         let (status, _, body) = forwarded(&app, method, "/api/echo/7", Some(&cert), "").await;
         assert_eq!((status, body["method"].as_str()), (200, Some(method)));
         let out = app
-            .invoke("echo", json_req(method, "/api/echo/7", json!({"id": "7"}), json!({}), Some(&cert), ""))
+            .invoke(
+                "echo",
+                json_req(
+                    method,
+                    "/api/echo/7",
+                    json!({"id": "7"}),
+                    json!({}),
+                    Some(&cert),
+                    "",
+                ),
+            )
             .await;
-        assert_eq!((out.status, out.body["method"].as_str()), (200, Some(method)));
+        assert_eq!(
+            (out.status, out.body["method"].as_str()),
+            (200, Some(method))
+        );
     }
     for (method, path, allow) in [
         ("OPTIONS", "/api/echo/7", "GET, POST, PUT, PATCH, DELETE"),
@@ -288,12 +335,21 @@ async fn every_declared_method_is_served_and_others_get_405_with_allow_in_both_m
             .unwrap();
         assert_eq!(res.status(), 405, "{method} {path}");
         assert_eq!(res.headers()["allow"], allow);
-        assert_eq!(res.json::<Value>().await.unwrap()["code"], "method_not_allowed");
+        assert_eq!(
+            res.json::<Value>().await.unwrap()["code"],
+            "method_not_allowed"
+        );
         let function = path.trim_start_matches("/api/").split('/').next().unwrap();
         let out = app
-            .invoke(function, json_req(method, path, json!({"id": "7"}), json!({}), None, ""))
+            .invoke(
+                function,
+                json_req(method, path, json!({"id": "7"}), json!({}), None, ""),
+            )
             .await;
-        assert_eq!((out.status, out.body["code"].as_str()), (405, Some("method_not_allowed")));
+        assert_eq!(
+            (out.status, out.body["code"].as_str()),
+            (405, Some("method_not_allowed"))
+        );
         assert_eq!(out.headers["allow"], allow);
     }
 }
@@ -306,17 +362,38 @@ async fn a_body_over_the_limit_gets_a_413_json_error_in_both_modes() {
     let at_limit = "a".repeat(1000);
     let over = "a".repeat(1001);
     let (status, _, body) = forwarded(&app, "POST", "/api/echo/1", Some(&cert), &at_limit).await;
-    assert_eq!((status, body["body"].as_str().map(str::len)), (200, Some(1000)));
+    assert_eq!(
+        (status, body["body"].as_str().map(str::len)),
+        (200, Some(1000))
+    );
     let (status, _, body) = forwarded(&app, "POST", "/api/echo/1", Some(&cert), &over).await;
-    assert_eq!((status, &body), (413, &json!({"error": "request body too large", "code": "payload_too_large"})));
+    assert_eq!(
+        (status, &body),
+        (
+            413,
+            &json!({"error": "request body too large", "code": "payload_too_large"})
+        )
+    );
     // Without Content-Length (chunked), the limit holds while reading.
     let status = chunked_post(app.addr, "/api/echo/1", &cert, &over).await;
     assert_eq!(status, 413);
-    let req = |body: &str| json_req("POST", "/api/echo/1", json!({"id": "1"}), json!({}), Some(&cert), body);
+    let req = |body: &str| {
+        json_req(
+            "POST",
+            "/api/echo/1",
+            json!({"id": "1"}),
+            json!({}),
+            Some(&cert),
+            body,
+        )
+    };
     let out = app.invoke("echo", req(&at_limit)).await;
     assert_eq!(out.status, 200);
     let out = app.invoke("echo", req(&over)).await;
-    assert_eq!((out.status, out.body["code"].as_str()), (413, Some("payload_too_large")));
+    assert_eq!(
+        (out.status, out.body["code"].as_str()),
+        (413, Some("payload_too_large"))
+    );
 }
 
 /// A chunked POST over raw HTTP/1.1 (no Content-Length); returns the status.
@@ -328,7 +405,11 @@ async fn chunked_post(addr: std::net::SocketAddr, path: &str, cert: &str, body: 
          Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
     );
     for chunk in body.as_bytes().chunks(100) {
-        req.push_str(&format!("{:x}\r\n{}\r\n", chunk.len(), String::from_utf8_lossy(chunk)));
+        req.push_str(&format!(
+            "{:x}\r\n{}\r\n",
+            chunk.len(),
+            String::from_utf8_lossy(chunk)
+        ));
     }
     req.push_str("0\r\n\r\n");
     // The server may answer and close before reading everything: ignore write errors.
@@ -350,9 +431,22 @@ async fn without_an_accepted_certificate_a_gated_function_answers_403_and_never_
     let (status, _, body) = forwarded(&app, "POST", "/api/echo/1", None, &"a".repeat(100)).await;
     assert_eq!((status, body["code"].as_str()), (403, Some("missing")));
     let out = app
-        .invoke("echo", json_req("POST", "/api/echo/1", json!({"id": "1"}), json!({}), Some("junk"), ""))
+        .invoke(
+            "echo",
+            json_req(
+                "POST",
+                "/api/echo/1",
+                json!({"id": "1"}),
+                json!({}),
+                Some("junk"),
+                "",
+            ),
+        )
         .await;
-    assert_eq!((out.status, out.body["code"].as_str()), (403, Some("malformed")));
+    assert_eq!(
+        (out.status, out.body["code"].as_str()),
+        (403, Some("malformed"))
+    );
 }
 
 #[tokio::test]
@@ -360,16 +454,40 @@ async fn json_mode_bodies_sent_as_bytes_arrive_decoded() {
     let pki = Pki::new();
     let app = echo_app(&pki, &[]).await;
     let cert = pki.caller.header_value();
-    let mut req = json_req("POST", "/api/echo/1", json!({"id": "1"}), json!({}), Some(&cert), "aGVsbG8=");
+    let mut req = json_req(
+        "POST",
+        "/api/echo/1",
+        json!({"id": "1"}),
+        json!({}),
+        Some(&cert),
+        "aGVsbG8=",
+    );
     req["Headers"]["Content-Type"] = json!(["application/octet-stream"]);
     let out = app.invoke("echo", req).await;
     assert_eq!(out.body["body"], "hello");
-    let mut req = json_req("POST", "/api/echo/1", json!({"id": "1"}), json!({}), Some(&cert), "");
+    let mut req = json_req(
+        "POST",
+        "/api/echo/1",
+        json!({"id": "1"}),
+        json!({}),
+        Some(&cert),
+        "",
+    );
     req["Body"] = json!({"already": "parsed"});
     let out = app.invoke("echo", req).await;
     assert_eq!(out.body["body"], r#"{"already":"parsed"}"#);
-    let mut req = json_req("POST", "/api/echo/1", json!({"id": "1"}), json!({}), Some(&cert), "%%%");
+    let mut req = json_req(
+        "POST",
+        "/api/echo/1",
+        json!({"id": "1"}),
+        json!({}),
+        Some(&cert),
+        "%%%",
+    );
     req["Headers"]["Content-Type"] = json!(["application/octet-stream"]);
     let out = app.invoke("echo", req).await;
-    assert_eq!((out.status, out.body["code"].as_str()), (400, Some("invalid_body")));
+    assert_eq!(
+        (out.status, out.body["code"].as_str()),
+        (400, Some("invalid_body"))
+    );
 }

@@ -72,7 +72,12 @@ async fn place_order(req: Request, app: Arc<AppState>) -> Outcome {
             Some(app.outbound.request(call).await?.success()?.status)
         }
     };
-    tracing::info!(order_id, placed_by, invocation = req.invocation_id(), "order placed");
+    tracing::info!(
+        order_id,
+        placed_by,
+        invocation = req.invocation_id(),
+        "order placed"
+    );
     let location = format!("/api/orders/{order_id}");
     let placed = Placed {
         order_id,

@@ -204,9 +204,12 @@ mod tests {
     }
 
     fn registry() -> Registry {
-        Registry::new(vec![
-            Function::new("orders", &[Method::Post, Method::Get], h).route("orders/{id?}"),
-        ])
+        Registry::new(vec![Function::new(
+            "orders",
+            &[Method::Post, Method::Get],
+            h,
+        )
+        .route("orders/{id?}")])
         .unwrap()
     }
 
@@ -227,7 +230,9 @@ mod tests {
         let problems = check(dir.path(), &registry());
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(problems[0].to_string().starts_with("folder invoices/ has"));
-        assert!(problems[1].to_string().starts_with("folder orders/ is missing"));
+        assert!(problems[1]
+            .to_string()
+            .starts_with("folder orders/ is missing"));
     }
 
     #[test]
@@ -269,6 +274,9 @@ mod tests {
         fs::create_dir_all(dir.path().join("orders")).unwrap();
         fs::write(dir.path().join("orders/function.json"), "{").unwrap();
         let problems = check(dir.path(), &registry());
-        assert!(matches!(problems[..], [FolderError::BadFunctionJson { .. }]));
+        assert!(matches!(
+            problems[..],
+            [FolderError::BadFunctionJson { .. }]
+        ));
     }
 }

@@ -87,8 +87,9 @@ pub enum Access {
 /// A function's answer: a successful [`Answer`] or an error that `http_error` renders.
 pub type Outcome = Result<Answer, ApiError>;
 
-type BoxedHandler =
-    Box<dyn Fn(Request, Arc<AppState>) -> Pin<Box<dyn Future<Output = Outcome> + Send>> + Send + Sync>;
+type BoxedHandler = Box<
+    dyn Fn(Request, Arc<AppState>) -> Pin<Box<dyn Future<Output = Outcome> + Send>> + Send + Sync,
+>;
 
 /// One function: its declaration and its handler.
 pub struct Function {
@@ -316,33 +317,36 @@ impl Route {
         let parts: Vec<&'static str> = trimmed.split('/').collect();
         for (i, part) in parts.iter().enumerate() {
             let last = i + 1 == parts.len();
-            let segment = if let Some(inner) = part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
-                let (inner, rest) = match inner.strip_prefix('*') {
-                    Some(r) => (r, true),
-                    None => (inner, false),
-                };
-                let name_part = inner.split(':').next().unwrap_or("");
-                let (name, optional) = match name_part.strip_suffix('?') {
-                    Some(n) => (n, true),
-                    None => (name_part, inner.ends_with('?')),
-                };
-                if name.is_empty() {
-                    problem = problem.or(Some("a parameter without a name"));
-                }
-                if (rest || optional) && !last {
-                    problem = problem.or(Some("only the last segment may be optional or take the rest"));
-                }
-                if rest {
-                    Segment::Rest { name }
+            let segment =
+                if let Some(inner) = part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+                    let (inner, rest) = match inner.strip_prefix('*') {
+                        Some(r) => (r, true),
+                        None => (inner, false),
+                    };
+                    let name_part = inner.split(':').next().unwrap_or("");
+                    let (name, optional) = match name_part.strip_suffix('?') {
+                        Some(n) => (n, true),
+                        None => (name_part, inner.ends_with('?')),
+                    };
+                    if name.is_empty() {
+                        problem = problem.or(Some("a parameter without a name"));
+                    }
+                    if (rest || optional) && !last {
+                        problem = problem.or(Some(
+                            "only the last segment may be optional or take the rest",
+                        ));
+                    }
+                    if rest {
+                        Segment::Rest { name }
+                    } else {
+                        Segment::Param { name, optional }
+                    }
                 } else {
-                    Segment::Param { name, optional }
-                }
-            } else {
-                if part.is_empty() || part.contains(['{', '}']) {
-                    problem = problem.or(Some("an empty or malformed segment"));
-                }
-                Segment::Literal(part)
-            };
+                    if part.is_empty() || part.contains(['{', '}']) {
+                        problem = problem.or(Some("an empty or malformed segment"));
+                    }
+                    Segment::Literal(part)
+                };
             segments.push(segment);
         }
         Self {
@@ -665,7 +669,10 @@ mod tests {
             Function::new("a", &[Method::Get], h).route("x/{id}"),
             Function::new("b", &[Method::Get], h).route("X/{other}"),
         ]);
-        assert!(matches!(same_route, Err(RegistryError::DuplicateRoute { .. })));
+        assert!(matches!(
+            same_route,
+            Err(RegistryError::DuplicateRoute { .. })
+        ));
         let none = Registry::new(vec![Function::new("a", &[], h)]);
         assert!(matches!(none, Err(RegistryError::NoMethods { .. })));
         let bad = Registry::new(vec![Function::new("a/b", &[Method::Get], h)]);

@@ -61,8 +61,8 @@ fn read_body(body: Option<&Value>, headers: &HeaderMap) -> Result<Bytes, String>
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
-    let binary =
-        content_type.starts_with("application/octet-stream") || content_type.starts_with("multipart/");
+    let binary = content_type.starts_with("application/octet-stream")
+        || content_type.starts_with("multipart/");
     match body {
         None | Some(Value::Null) => Ok(Bytes::new()),
         Some(Value::String(text)) if binary => base64::engine::general_purpose::STANDARD

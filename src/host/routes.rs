@@ -153,7 +153,10 @@ fn forwarded(
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(source())
         .and_then(
-            move |tail: warp::path::Tail, method: warp::http::Method, query: String, source: Source| {
+            move |tail: warp::path::Tail,
+                  method: warp::http::Method,
+                  query: String,
+                  source: Source| {
                 let state = state.clone();
                 async move {
                     let Some((function, params)) = state.functions.by_path(tail.as_str()) else {

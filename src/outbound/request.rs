@@ -197,7 +197,9 @@ async fn read_response(
             Ok(Ok(Some(chunk))) => {
                 if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
                     return Err(OutboundError::Request {
-                        detail: format!("the partner's response is over {MAX_RESPONSE_BYTES} bytes"),
+                        detail: format!(
+                            "the partner's response is over {MAX_RESPONSE_BYTES} bytes"
+                        ),
                     });
                 }
                 body.extend_from_slice(&chunk);

@@ -52,13 +52,17 @@ impl Pki {
         let caller = CertSpec::leaf(PARTNER_CN, t, 10)
             .issued_by(&inbound_ca)
             .unwrap();
-        let server_ca = CertSpec::ca("Partner Server CA", t, 30).self_signed().unwrap();
+        let server_ca = CertSpec::ca("Partner Server CA", t, 30)
+            .self_signed()
+            .unwrap();
         let partner_server = CertSpec::leaf("partner.test", t, 10)
             .with_ekus(Some(vec![Eku::ServerAuth]))
             .with_ip_addresses(&[IpAddr::V4(Ipv4Addr::LOCALHOST)])
             .issued_by(&server_ca)
             .unwrap();
-        let app_ca = CertSpec::ca("App Identity CA", t, 30).self_signed().unwrap();
+        let app_ca = CertSpec::ca("App Identity CA", t, 30)
+            .self_signed()
+            .unwrap();
         let app_identity = CertSpec::leaf(APP_CN, t, 10).issued_by(&app_ca).unwrap();
         Self {
             inbound_ca,
@@ -83,7 +87,10 @@ impl Pki {
                 "CLIENT_CERT_CA_PATH".to_owned(),
                 write("inbound-ca.pem", self.inbound_ca.cert_pem().unwrap()),
             ),
-            ("ALLOWED_CLIENT_CERT_COMMON_NAMES".to_owned(), PARTNER_CN.to_owned()),
+            (
+                "ALLOWED_CLIENT_CERT_COMMON_NAMES".to_owned(),
+                PARTNER_CN.to_owned(),
+            ),
             (
                 "OUTBOUND_CLIENT_CERT_PATH".to_owned(),
                 write(
@@ -156,7 +163,11 @@ pub fn function_json(route: &str, methods: &[&str]) -> String {
 
 impl App {
     /// Checks `functions` against `root` as start-up does, then serves them with `env`.
-    pub async fn start(functions: Vec<Function>, root: tempfile::TempDir, env: &[(String, String)]) -> Self {
+    pub async fn start(
+        functions: Vec<Function>,
+        root: tempfile::TempDir,
+        env: &[(String, String)],
+    ) -> Self {
         let mut map: HashMap<String, String> = env.iter().cloned().collect();
         map.insert(
             "FUNCTIONS_APP_ROOT_PATH".to_owned(),
@@ -197,7 +208,11 @@ impl App {
             .send()
             .await
             .unwrap();
-        assert_eq!(res.status(), 200, "JSON mode always answers the host with 200");
+        assert_eq!(
+            res.status(),
+            200,
+            "JSON mode always answers the host with 200"
+        );
         let outer: Value = res.json().await.unwrap();
         let out = &outer["Outputs"]["res"];
         Output {
@@ -284,7 +299,11 @@ impl Partner {
                         let (log, client_cn) = (log.clone(), client_cn.clone());
                         async move {
                             let (parts, body) = req.into_parts();
-                            let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                            let body = body
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
                             log.lock().unwrap().push(Received {
                                 method: parts.method.to_string(),
                                 path: parts.uri.path().to_owned(),
