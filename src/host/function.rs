@@ -375,40 +375,46 @@ impl Route {
             .join("/")
     }
 
-    /// Literal segments match ASCII case-insensitively, as the host's router does.
+    /// Literal segments match ASCII case-insensitively, as the host's router does. No
+    /// allocation unless there are parameters (this runs on every forwarded request).
     fn matches(&self, path: &str) -> Option<Vec<(String, String)>> {
         let path = path.strip_suffix('/').unwrap_or(path);
-        let mut parts = if path.is_empty() {
-            Vec::new()
-        } else {
-            path.split('/').collect::<Vec<_>>()
-        };
+        let mut rest = (!path.is_empty()).then_some(path);
         let mut params = Vec::new();
-        for (i, segment) in self.segments.iter().enumerate() {
+        for segment in &self.segments {
+            if let Segment::Rest { name } = segment {
+                if let Some(r) = rest.filter(|r| !r.is_empty()) {
+                    params.push(((*name).to_owned(), percent_decode(r)));
+                }
+                return Some(params);
+            }
+            let part = rest.map(|r| match r.split_once('/') {
+                Some((part, tail)) => {
+                    rest = Some(tail);
+                    part
+                }
+                None => {
+                    rest = None;
+                    r
+                }
+            });
             match segment {
                 Segment::Literal(l) => {
-                    if !parts.get(i).is_some_and(|p| p.eq_ignore_ascii_case(l)) {
+                    if !part.is_some_and(|p| p.eq_ignore_ascii_case(l)) {
                         return None;
                     }
                 }
-                Segment::Param { name, optional } => match parts.get(i) {
+                Segment::Param { name, optional } => match part {
                     Some(p) if !p.is_empty() => {
                         params.push(((*name).to_owned(), percent_decode(p)));
                     }
                     _ if *optional => {}
                     _ => return None,
                 },
-                Segment::Rest { name } => {
-                    let rest = parts.get(i..).map(|r| r.join("/")).unwrap_or_default();
-                    if !rest.is_empty() {
-                        params.push(((*name).to_owned(), percent_decode(&rest)));
-                    }
-                    parts.truncate(i);
-                    return Some(params);
-                }
+                Segment::Rest { .. } => {}
             }
         }
-        (parts.len() <= self.segments.len()).then_some(params)
+        rest.is_none().then_some(params)
     }
 }
 

@@ -55,10 +55,12 @@ fn readiness() -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clon
         .map(|| json_response(StatusCode::OK, br#"{"status":"ready"}"#.to_vec()))
 }
 
-/// One request's headers and body, lifted out by the server before routing.
+/// One request's headers, body and query string, lifted out by the server before routing.
 pub struct Lifted {
     pub headers: HeaderMap,
     pub body: hyper::body::Incoming,
+    /// The raw query string, when there is one.
+    pub query: Option<String>,
 }
 
 tokio::task_local! {
@@ -71,14 +73,14 @@ tokio::task_local! {
 /// without it (`warp::test`), from warp.
 enum Source {
     Lifted(Lifted),
-    Test(HeaderMap, Bytes),
+    Test(HeaderMap, Bytes, Option<String>),
 }
 
 impl Source {
-    fn into_parts(self) -> (HeaderMap, Body) {
+    fn into_parts(self) -> (HeaderMap, Body, Option<String>) {
         match self {
-            Self::Lifted(l) => (l.headers, Body::Incoming(l.body)),
-            Self::Test(h, b) => (h, Body::Ready(b)),
+            Self::Lifted(l) => (l.headers, Body::Incoming(l.body), l.query),
+            Self::Test(h, b, q) => (h, Body::Ready(b), q),
         }
     }
 }
@@ -116,6 +118,12 @@ fn source() -> impl Filter<Extract = (Source,), Error = Rejection> + Clone {
         })
         .or(warp::header::headers_cloned()
             .and(warp::body::bytes())
+            .and(
+                warp::query::raw()
+                    .map(Some)
+                    .or(warp::any().map(|| None))
+                    .unify(),
+            )
             .map(Source::Test))
         .unify()
 }
@@ -150,25 +158,21 @@ fn forwarded(
     warp::path("api")
         .and(warp::path::tail())
         .and(warp::method())
-        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(source())
         .and_then(
-            move |tail: warp::path::Tail,
-                  method: warp::http::Method,
-                  query: String,
-                  source: Source| {
+            move |tail: warp::path::Tail, method: warp::http::Method, source: Source| {
                 let state = state.clone();
                 async move {
                     let Some((function, params)) = state.functions.by_path(tail.as_str()) else {
                         return Ok::<_, Rejection>(ApiError::NotFound.to_answer().into_response());
                     };
-                    let (mut headers, body) = source.into_parts();
+                    let (mut headers, body, query) = source.into_parts();
                     let declared = declared_length(&headers);
                     let cert_values = take_cert_values(&mut headers);
                     let invocation = Invocation {
                         method: Method::from_http(&method),
                         params,
-                        query: parse_query(&query),
+                        query: query.as_deref().map(parse_query).unwrap_or_default(),
                         invocation_id: invocation_id(&headers),
                         headers,
                         cert_values,
@@ -193,7 +197,7 @@ fn json_invocation(
                 let Some(function) = state.functions.by_name(&name) else {
                     return Ok::<_, Rejection>(ApiError::NotFound.to_answer().into_response());
                 };
-                let (outer, body) = source.into_parts();
+                let (outer, body, _) = source.into_parts();
                 let limit = invocation_limit(state.max_body_bytes);
                 let payload = match body.read(declared_length(&outer), limit).await {
                     Ok(bytes) => bytes,

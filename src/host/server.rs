@@ -53,9 +53,14 @@ pub async fn run(
             hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                 let (mut parts, body) = req.into_parts();
                 let headers = std::mem::take(&mut parts.headers);
+                let query = parts.uri.query().map(str::to_owned);
                 let req =
                     hyper::Request::from_parts(parts, http_body_util::Empty::<bytes::Bytes>::new());
-                let lifted = std::cell::RefCell::new(Some(Lifted { headers, body }));
+                let lifted = std::cell::RefCell::new(Some(Lifted {
+                    headers,
+                    body,
+                    query,
+                }));
                 let mut service = service.clone();
                 LIFTED.scope(lifted, service.call(req))
             });
