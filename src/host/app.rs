@@ -49,7 +49,6 @@ pub struct Invocation<B, V> {
     /// Reads the body, at most the given number of bytes; awaited only once the gate let
     /// the caller in.
     pub body: B,
-    pub invocation_id: Option<String>,
 }
 
 /// Why a body could not be read.
@@ -96,7 +95,6 @@ impl AppState {
             query: invocation.query,
             headers: invocation.headers,
             body,
-            invocation_id: invocation.invocation_id,
             caller,
         };
         match function.call(request, self.clone()).await {

@@ -19,7 +19,14 @@ use serde::de::DeserializeOwned;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use warp::http::HeaderMap;
+use warp::http::{HeaderMap, HeaderName};
+
+/// The invocation id header the host adds in forwarding and JSON modes, and the one the
+/// newer proxying mode adds.
+pub const INVOCATION_ID_HEADERS: [HeaderName; 2] = [
+    HeaderName::from_static("x-azure-functions-invocationid"),
+    HeaderName::from_static("x-ms-invocation-id"),
+];
 
 /// The HTTP methods a function can declare.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -388,10 +395,10 @@ impl Route {
                 }
                 return Some(params);
             }
-            let part = rest.map(|r| match r.split_once('/') {
-                Some((part, tail)) => {
-                    rest = Some(tail);
-                    part
+            let part = rest.map(|r| match r.bytes().position(|b| b == b'/') {
+                Some(slash) => {
+                    rest = Some(&r[slash + 1..]);
+                    &r[..slash]
                 }
                 None => {
                     rest = None;
@@ -472,7 +479,6 @@ pub struct Request {
     pub(crate) query: Vec<(String, String)>,
     pub(crate) headers: HeaderMap,
     pub(crate) body: Bytes,
-    pub(crate) invocation_id: Option<String>,
     pub(crate) caller: Option<Caller>,
 }
 
@@ -486,7 +492,6 @@ impl Request {
             query: Vec::new(),
             headers: HeaderMap::new(),
             body: Bytes::new(),
-            invocation_id: None,
             caller: None,
         }
     }
@@ -538,7 +543,9 @@ impl Request {
 
     /// The Functions host's invocation id (`X-Azure-Functions-InvocationId`), for logs.
     pub fn invocation_id(&self) -> Option<&str> {
-        self.invocation_id.as_deref()
+        INVOCATION_ID_HEADERS
+            .iter()
+            .find_map(|name| self.headers.get(name)?.to_str().ok())
     }
 
     /// The authenticated caller. Always there in a gated function; in a public one this is

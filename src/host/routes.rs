@@ -11,7 +11,7 @@
 
 use crate::host::answer::{json_response, Answer};
 use crate::host::app::{AppState, BodyError, Invocation};
-use crate::host::function::{parse_query, Method};
+use crate::host::function::{parse_query, Method, INVOCATION_ID_HEADERS};
 use crate::host::http_error::ApiError;
 use crate::host::invocation;
 use bytes::Bytes;
@@ -25,26 +25,51 @@ use warp::{Filter, Rejection, Reply};
 /// The certificate header, as `HeaderMap` keys are spelled (lowercase).
 pub const CERT_HEADER: HeaderName = HeaderName::from_static("x-arr-clientcert");
 
-/// The invocation id header the host adds in forwarding and JSON modes, and the one the
-/// newer proxying mode adds.
-const INVOCATION_ID_HEADERS: [HeaderName; 2] = [
-    HeaderName::from_static("x-azure-functions-invocationid"),
-    HeaderName::from_static("x-ms-invocation-id"),
-];
-
 /// The largest JSON invocation payload for a body limit of `max_body`: the body may arrive
 /// base64-encoded or JSON-escaped inside it, next to the headers and metadata.
 pub fn invocation_limit(max_body: usize) -> usize {
     max_body.saturating_mul(4).saturating_add(1024 * 1024)
 }
 
-/// All routes, with rejections turned into JSON errors.
+/// All routes, with rejections turned into JSON errors, reading each request's headers and
+/// body from warp (for `warp::test`; the server uses [`served_routes`]).
 pub fn routes(
     state: Arc<AppState>,
 ) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
+    let from_warp = warp::header::headers_cloned()
+        .and(warp::body::bytes())
+        .and(
+            warp::query::raw()
+                .map(Some)
+                .or(warp::any().map(|| None))
+                .unify(),
+        )
+        .map(|h, b, q| Some(Source::Test(h, b, q)));
+    build(state, from_warp)
+}
+
+/// The routes `crate::host::server` runs: each request's headers and body come from the
+/// server's task-local ([`LIFTED`]), taken inside the route that handles it, so they are
+/// never cloned nor moved through warp's combinators.
+pub fn served_routes(
+    state: Arc<AppState>,
+) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
+    build(
+        state,
+        warp::any().and_then(|| std::future::ready(Ok::<_, Rejection>(None))),
+    )
+}
+
+fn build<S>(
+    state: Arc<AppState>,
+    source: S,
+) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone
+where
+    S: Filter<Extract = (Option<Source>,), Error = Rejection> + Clone + Send + Sync + 'static,
+{
     readiness()
-        .or(forwarded(state.clone()))
-        .or(json_invocation(state))
+        .or(forwarded(state.clone(), source.clone()))
+        .or(json_invocation(state, source))
         .recover(recover)
 }
 
@@ -71,12 +96,20 @@ tokio::task_local! {
 
 /// A request's headers and body, from the server's task-local or, when the filters run
 /// without it (`warp::test`), from warp.
-enum Source {
+pub enum Source {
     Lifted(Lifted),
     Test(HeaderMap, Bytes, Option<String>),
 }
 
 impl Source {
+    /// What the server lifted for this request (an empty request if nothing was).
+    fn lifted() -> Self {
+        match LIFTED.try_with(|cell| cell.borrow_mut().take()) {
+            Ok(Some(lifted)) => Self::Lifted(lifted),
+            _ => Self::Test(HeaderMap::new(), Bytes::new(), None),
+        }
+    }
+
     fn into_parts(self) -> (HeaderMap, Body, Option<String>) {
         match self {
             Self::Lifted(l) => (l.headers, Body::Incoming(l.body), l.query),
@@ -92,13 +125,15 @@ enum Body {
 
 impl Body {
     /// The whole body, refused past `limit` bytes (at once when `Content-Length` says so).
-    async fn read(self, declared: Option<u64>, limit: usize) -> Result<Bytes, BodyError> {
-        if declared.is_some_and(|n| n > limit as u64) {
-            return Err(BodyError::TooLarge);
-        }
+    async fn read(self, limit: usize) -> Result<Bytes, BodyError> {
+        use hyper::body::Body as _;
         match self {
             Self::Ready(b) if b.len() > limit => Err(BodyError::TooLarge),
             Self::Ready(b) => Ok(b),
+            Self::Incoming(incoming) if incoming.is_end_stream() => Ok(Bytes::new()),
+            Self::Incoming(incoming) if incoming.size_hint().lower() > limit as u64 => {
+                Err(BodyError::TooLarge)
+            }
             Self::Incoming(incoming) => match Limited::new(incoming, limit).collect().await {
                 Ok(collected) => Ok(collected.to_bytes()),
                 Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge),
@@ -106,34 +141,6 @@ impl Body {
             },
         }
     }
-}
-
-fn source() -> impl Filter<Extract = (Source,), Error = Rejection> + Clone {
-    warp::any()
-        .and_then(|| async {
-            match LIFTED.try_with(|cell| cell.borrow_mut().take()) {
-                Ok(Some(lifted)) => Ok(Source::Lifted(lifted)),
-                _ => Err(warp::reject()),
-            }
-        })
-        .or(warp::header::headers_cloned()
-            .and(warp::body::bytes())
-            .and(
-                warp::query::raw()
-                    .map(Some)
-                    .or(warp::any().map(|| None))
-                    .unify(),
-            )
-            .map(Source::Test))
-        .unify()
-}
-
-/// The `Content-Length` a request declares.
-fn declared_length(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse().ok())
 }
 
 /// Every `X-ARR-ClientCert` value, removed from `headers` (functions never see it).
@@ -144,39 +151,35 @@ fn take_cert_values(headers: &mut HeaderMap) -> Vec<HeaderValue> {
     }
 }
 
-fn invocation_id(headers: &HeaderMap) -> Option<String> {
-    INVOCATION_ID_HEADERS
-        .iter()
-        .find_map(|name| headers.get(name)?.to_str().ok())
-        .map(str::to_owned)
-}
-
 /// Any method on `/api/{route}`, as the host forwards the original request.
-fn forwarded(
+fn forwarded<S>(
     state: Arc<AppState>,
-) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    source: S,
+) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone
+where
+    S: Filter<Extract = (Option<Source>,), Error = Rejection> + Clone + Send + Sync + 'static,
+{
     warp::path("api")
         .and(warp::path::tail())
         .and(warp::method())
-        .and(source())
+        .and(source)
         .and_then(
-            move |tail: warp::path::Tail, method: warp::http::Method, source: Source| {
+            move |tail: warp::path::Tail, method: warp::http::Method, source: Option<Source>| {
                 let state = state.clone();
                 async move {
                     let Some((function, params)) = state.functions.by_path(tail.as_str()) else {
                         return Ok::<_, Rejection>(ApiError::NotFound.to_answer().into_response());
                     };
-                    let (mut headers, body, query) = source.into_parts();
-                    let declared = declared_length(&headers);
+                    let (mut headers, body, query) =
+                        source.unwrap_or_else(Source::lifted).into_parts();
                     let cert_values = take_cert_values(&mut headers);
                     let invocation = Invocation {
                         method: Method::from_http(&method),
                         params,
                         query: query.as_deref().map(parse_query).unwrap_or_default(),
-                        invocation_id: invocation_id(&headers),
                         headers,
                         cert_values,
-                        body: move |limit| body.read(declared, limit),
+                        body: move |limit| body.read(limit),
                     };
                     Ok(state.run(function, invocation).await.into_response())
                 }
@@ -185,21 +188,25 @@ fn forwarded(
 }
 
 /// `POST /{function}` with the host's JSON invocation payload.
-fn json_invocation(
+fn json_invocation<S>(
     state: Arc<AppState>,
-) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    source: S,
+) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone
+where
+    S: Filter<Extract = (Option<Source>,), Error = Rejection> + Clone + Send + Sync + 'static,
+{
     warp::path!(String)
         .and(warp::post())
-        .and(source())
-        .and_then(move |name: String, source: Source| {
+        .and(source)
+        .and_then(move |name: String, source: Option<Source>| {
             let state = state.clone();
             async move {
                 let Some(function) = state.functions.by_name(&name) else {
                     return Ok::<_, Rejection>(ApiError::NotFound.to_answer().into_response());
                 };
-                let (outer, body, _) = source.into_parts();
+                let (outer, body, _) = source.unwrap_or_else(Source::lifted).into_parts();
                 let limit = invocation_limit(state.max_body_bytes);
-                let payload = match body.read(declared_length(&outer), limit).await {
+                let payload = match body.read(limit).await {
                     Ok(bytes) => bytes,
                     Err(BodyError::TooLarge) => {
                         return Ok(ApiError::PayloadTooLarge.to_answer().into_response())
@@ -217,7 +224,14 @@ fn json_invocation(
                         return Ok(err.to_answer().into_response());
                     }
                 };
-                let call = invocation::read_request(&payload);
+                let mut call = invocation::read_request(&payload);
+                // The host sends the invocation id on its own request; a function finds it
+                // among the headers, as in forwarding mode.
+                for name in INVOCATION_ID_HEADERS {
+                    if let Some(id) = outer.get(&name) {
+                        call.headers.entry(name).or_insert_with(|| id.clone());
+                    }
+                }
                 let body = call.body;
                 let invocation = Invocation {
                     method: call.method,
@@ -232,7 +246,6 @@ fn json_invocation(
                             Err(reason) => Err(BodyError::Unreadable(reason)),
                         })
                     },
-                    invocation_id: invocation_id(&outer),
                 };
                 let answer = state.run(function, invocation).await;
                 let body = invocation::invocation_response(&answer, function.name());

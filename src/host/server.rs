@@ -12,7 +12,7 @@
 //! only the method and the URI, which is all it routes on.
 
 use crate::host::app::AppState;
-use crate::host::routes::{routes, Lifted, LIFTED};
+use crate::host::routes::{served_routes, Lifted, LIFTED};
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -32,7 +32,7 @@ pub async fn run(
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    let service = warp::service(routes(state));
+    let service = warp::service(served_routes(state));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
