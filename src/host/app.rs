@@ -13,7 +13,6 @@ use crate::host::http_error::ApiError;
 use crate::inbound::InboundGate;
 use crate::outbound::Outbound;
 use bytes::Bytes;
-use std::future::Future;
 use std::sync::Arc;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -37,7 +36,7 @@ pub fn system_clock() -> i64 {
 }
 
 /// One invocation as either protocol delivers it, before any check.
-pub struct Invocation<B, V> {
+pub struct Invocation<V> {
     /// The HTTP method; `None` when it is not one a function can declare.
     pub method: Option<Method>,
     pub params: Vec<(String, String)>,
@@ -46,9 +45,18 @@ pub struct Invocation<B, V> {
     pub headers: HeaderMap,
     /// The `X-ARR-ClientCert` values (any spelling of the name).
     pub cert_values: Vec<V>,
-    /// Reads the body, at most the given number of bytes; awaited only once the gate let
-    /// the caller in.
-    pub body: B,
+    /// Read only once the gate let the caller in.
+    pub body: RequestBody,
+}
+
+/// A request body, not yet read.
+#[derive(Debug)]
+pub enum RequestBody {
+    Empty,
+    Ready(Bytes),
+    Incoming(hyper::body::Incoming),
+    /// The body could not be decoded (a JSON invocation's `Body` that is not base64).
+    Unreadable(String),
 }
 
 /// Why a body could not be read.
@@ -58,18 +66,52 @@ pub enum BodyError {
     Unreadable(String),
 }
 
+impl RequestBody {
+    /// A streamed body (an empty one is known as such without reading).
+    pub fn incoming(body: hyper::body::Incoming) -> Self {
+        use hyper::body::Body as _;
+        if body.is_end_stream() {
+            Self::Empty
+        } else {
+            Self::Incoming(body)
+        }
+    }
+
+    /// The whole body, refused past `limit` bytes (at once when `Content-Length` says so).
+    pub async fn read(self, limit: usize) -> Result<Bytes, BodyError> {
+        use http_body_util::BodyExt as _;
+        use hyper::body::Body as _;
+        match self {
+            Self::Empty => Ok(Bytes::new()),
+            Self::Ready(b) if b.len() > limit => Err(BodyError::TooLarge),
+            Self::Ready(b) => Ok(b),
+            Self::Unreadable(reason) => Err(BodyError::Unreadable(reason)),
+            Self::Incoming(incoming) if incoming.size_hint().lower() > limit as u64 => {
+                Err(BodyError::TooLarge)
+            }
+            Self::Incoming(incoming) => {
+                match http_body_util::Limited::new(incoming, limit)
+                    .collect()
+                    .await
+                {
+                    Ok(collected) => Ok(collected.to_bytes()),
+                    Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                        Err(BodyError::TooLarge)
+                    }
+                    Err(e) => Err(BodyError::Unreadable(e.to_string())),
+                }
+            }
+        }
+    }
+}
+
 impl AppState {
     /// Runs `function` for `invocation`: method, gate, body limit, handler.
-    pub async fn run<B, F, V>(
+    pub async fn run<V: AsRef<[u8]>>(
         self: &Arc<Self>,
         function: &Function,
-        invocation: Invocation<B, V>,
-    ) -> Answer
-    where
-        V: AsRef<[u8]>,
-        B: FnOnce(usize) -> F,
-        F: Future<Output = Result<Bytes, BodyError>>,
-    {
+        invocation: Invocation<V>,
+    ) -> Answer {
         let Some(method) = invocation.method.filter(|m| function.allows(*m)) else {
             return ApiError::MethodNotAllowed
                 .to_answer()
@@ -82,12 +124,18 @@ impl AppState {
                 Err(e) => return ApiError::Cert(e).to_answer(),
             },
         };
-        let body = match (invocation.body)(self.max_body_bytes).await {
-            Ok(body) => body,
-            Err(BodyError::TooLarge) => return ApiError::PayloadTooLarge.to_answer(),
-            Err(BodyError::Unreadable(reason)) => {
-                return ApiError::InvalidBody { reason }.to_answer()
-            }
+        drop(invocation.cert_values);
+        let body = match invocation.body {
+            RequestBody::Empty => Bytes::new(),
+            RequestBody::Ready(b) if b.len() <= self.max_body_bytes => b,
+            // Boxed: a body to stream is the exception; it keeps this future small.
+            other => match Box::pin(other.read(self.max_body_bytes)).await {
+                Ok(body) => body,
+                Err(BodyError::TooLarge) => return ApiError::PayloadTooLarge.to_answer(),
+                Err(BodyError::Unreadable(reason)) => {
+                    return ApiError::InvalidBody { reason }.to_answer()
+                }
+            },
         };
         let request = Request {
             method,
@@ -97,11 +145,12 @@ impl AppState {
             body,
             caller,
         };
+        let name = function.name();
         match function.call(request, self.clone()).await {
             Ok(answer) => answer,
             Err(e) => {
                 if e.status().is_server_error() {
-                    tracing::warn!(function = function.name(), code = e.code(), error = %e, "function failed");
+                    tracing::warn!(function = name, code = e.code(), error = %e, "function failed");
                 }
                 e.to_answer()
             }

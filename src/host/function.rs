@@ -71,7 +71,15 @@ impl Method {
     }
 
     pub fn from_http(method: &warp::http::Method) -> Option<Self> {
-        Self::parse(method.as_str())
+        use warp::http::Method as M;
+        match *method {
+            M::GET => Some(Self::Get),
+            M::POST => Some(Self::Post),
+            M::PUT => Some(Self::Put),
+            M::PATCH => Some(Self::Patch),
+            M::DELETE => Some(Self::Delete),
+            _ => None,
+        }
     }
 }
 

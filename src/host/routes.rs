@@ -10,12 +10,11 @@
 //! sees it and hands them over in a task-local, so nothing here clones the header map.
 
 use crate::host::answer::{json_response, Answer};
-use crate::host::app::{AppState, BodyError, Invocation};
+use crate::host::app::{AppState, BodyError, Invocation, RequestBody};
 use crate::host::function::{parse_query, Method, INVOCATION_ID_HEADERS};
 use crate::host::http_error::ApiError;
 use crate::host::invocation;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
 use std::cell::RefCell;
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -110,35 +109,11 @@ impl Source {
         }
     }
 
-    fn into_parts(self) -> (HeaderMap, Body, Option<String>) {
+    fn into_parts(self) -> (HeaderMap, RequestBody, Option<String>) {
         match self {
-            Self::Lifted(l) => (l.headers, Body::Incoming(l.body), l.query),
-            Self::Test(h, b, q) => (h, Body::Ready(b), q),
-        }
-    }
-}
-
-enum Body {
-    Incoming(hyper::body::Incoming),
-    Ready(Bytes),
-}
-
-impl Body {
-    /// The whole body, refused past `limit` bytes (at once when `Content-Length` says so).
-    async fn read(self, limit: usize) -> Result<Bytes, BodyError> {
-        use hyper::body::Body as _;
-        match self {
-            Self::Ready(b) if b.len() > limit => Err(BodyError::TooLarge),
-            Self::Ready(b) => Ok(b),
-            Self::Incoming(incoming) if incoming.is_end_stream() => Ok(Bytes::new()),
-            Self::Incoming(incoming) if incoming.size_hint().lower() > limit as u64 => {
-                Err(BodyError::TooLarge)
-            }
-            Self::Incoming(incoming) => match Limited::new(incoming, limit).collect().await {
-                Ok(collected) => Ok(collected.to_bytes()),
-                Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge),
-                Err(e) => Err(BodyError::Unreadable(e.to_string())),
-            },
+            Self::Lifted(l) => (l.headers, RequestBody::incoming(l.body), l.query),
+            Self::Test(h, b, q) if b.is_empty() => (h, RequestBody::Empty, q),
+            Self::Test(h, b, q) => (h, RequestBody::Ready(b), q),
         }
     }
 }
@@ -179,7 +154,7 @@ where
                         query: query.as_deref().map(parse_query).unwrap_or_default(),
                         headers,
                         cert_values,
-                        body: move |limit| body.read(limit),
+                        body,
                     };
                     Ok(state.run(function, invocation).await.into_response())
                 }
@@ -232,19 +207,16 @@ where
                         call.headers.entry(name).or_insert_with(|| id.clone());
                     }
                 }
-                let body = call.body;
                 let invocation = Invocation {
                     method: call.method,
                     params: call.params,
                     query: call.query,
                     headers: call.headers,
                     cert_values: call.cert_values,
-                    body: move |limit: usize| {
-                        std::future::ready(match body {
-                            Ok(b) if b.len() > limit => Err(BodyError::TooLarge),
-                            Ok(b) => Ok(b),
-                            Err(reason) => Err(BodyError::Unreadable(reason)),
-                        })
+                    body: match call.body {
+                        Ok(b) if b.is_empty() => RequestBody::Empty,
+                        Ok(b) => RequestBody::Ready(b),
+                        Err(reason) => RequestBody::Unreadable(reason),
                     },
                 };
                 let answer = state.run(function, invocation).await;
