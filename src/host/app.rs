@@ -8,7 +8,9 @@
 //! any function's own logic (see `crate::functions`).
 
 use crate::host::answer::Answer;
-use crate::host::function::{Access, Caller, Function, Method, Registry, Request};
+use crate::host::function::{
+    Access, Caller, Function, Handler, HandlerFuture, Method, Registry, Request,
+};
 use crate::host::http_error::ApiError;
 use crate::inbound::InboundGate;
 use crate::outbound::Outbound;
@@ -105,37 +107,66 @@ impl RequestBody {
     }
 }
 
+/// An invocation after the checks that need no waiting (method, gate): answered, running,
+/// or waiting for its body. Holds no borrow, so a route can make it before its future.
+pub enum Step {
+    /// Refused (405, 403) or otherwise answered already.
+    Answered(Answer),
+    /// The handler is running.
+    Running {
+        function: &'static str,
+        future: HandlerFuture,
+    },
+    /// The body must be read first (boxed: a body to stream is the exception, and it keeps
+    /// every step small).
+    ReadBody(Box<PendingBody>),
+}
+
+/// An admitted invocation whose body is still to be read.
+pub struct PendingBody {
+    function: &'static str,
+    handler: Handler,
+    request: Request,
+    body: RequestBody,
+}
+
 impl AppState {
-    /// Runs `function` for `invocation`: method, gate, body limit, handler.
+    /// Runs `function` for `invocation`: method (405), gate (403), body limit (413),
+    /// handler. The same for both host protocols.
     pub async fn run<V: AsRef<[u8]>>(
         self: &Arc<Self>,
         function: &Function,
         invocation: Invocation<V>,
     ) -> Answer {
+        let step = self.begin(function, invocation);
+        self.complete(step).await
+    }
+
+    /// The checks that need no waiting, in order: the method the function declares, then
+    /// the inbound gate for a gated function. A body already at hand starts the handler.
+    pub fn begin<V: AsRef<[u8]>>(
+        self: &Arc<Self>,
+        function: &Function,
+        invocation: Invocation<V>,
+    ) -> Step {
         let Some(method) = invocation.method.filter(|m| function.allows(*m)) else {
-            return ApiError::MethodNotAllowed
-                .to_answer()
-                .with_header("allow", &function.allow_header());
+            return Step::Answered(
+                ApiError::MethodNotAllowed
+                    .to_answer()
+                    .with_header("allow", &function.allow_header()),
+            );
         };
         let caller = match function.access() {
             Access::Public => None,
             Access::Gated => match self.gate.check(&invocation.cert_values, (self.clock)()) {
                 Ok(accepted) => Some(Caller::new(accepted)),
-                Err(e) => return ApiError::Cert(e).to_answer(),
+                Err(e) => return Step::Answered(ApiError::Cert(e).to_answer()),
             },
         };
-        drop(invocation.cert_values);
-        let body = match invocation.body {
-            RequestBody::Empty => Bytes::new(),
-            RequestBody::Ready(b) if b.len() <= self.max_body_bytes => b,
-            // Boxed: a body to stream is the exception; it keeps this future small.
-            other => match Box::pin(other.read(self.max_body_bytes)).await {
-                Ok(body) => body,
-                Err(BodyError::TooLarge) => return ApiError::PayloadTooLarge.to_answer(),
-                Err(BodyError::Unreadable(reason)) => {
-                    return ApiError::InvalidBody { reason }.to_answer()
-                }
-            },
+        let (body, pending) = match invocation.body {
+            RequestBody::Empty => (Bytes::new(), None),
+            RequestBody::Ready(b) if b.len() <= self.max_body_bytes => (b, None),
+            other => (Bytes::new(), Some(other)),
         };
         let request = Request {
             method,
@@ -145,12 +176,48 @@ impl AppState {
             body,
             caller,
         };
-        let name = function.name();
-        match function.call(request, self.clone()).await {
+        match pending {
+            None => Step::Running {
+                function: function.name(),
+                future: function.call(request, self.clone()),
+            },
+            Some(body) => Step::ReadBody(Box::new(PendingBody {
+                function: function.name(),
+                handler: function.handler(),
+                request,
+                body,
+            })),
+        }
+    }
+
+    /// Waits for what [`Self::begin`] left: the body (413 past `MAX_REQUEST_BODY_BYTES`),
+    /// then the handler; renders the handler's error.
+    pub async fn complete(self: &Arc<Self>, step: Step) -> Answer {
+        let (function, outcome) = match step {
+            Step::Answered(answer) => return answer,
+            Step::Running { function, future } => (function, future.await),
+            Step::ReadBody(pending) => {
+                let PendingBody {
+                    function,
+                    handler,
+                    mut request,
+                    body,
+                } = *pending;
+                request.body = match Box::pin(body.read(self.max_body_bytes)).await {
+                    Ok(body) => body,
+                    Err(BodyError::TooLarge) => return ApiError::PayloadTooLarge.to_answer(),
+                    Err(BodyError::Unreadable(reason)) => {
+                        return ApiError::InvalidBody { reason }.to_answer()
+                    }
+                };
+                (function, handler(request, self.clone()).await)
+            }
+        };
+        match outcome {
             Ok(answer) => answer,
             Err(e) => {
                 if e.status().is_server_error() {
-                    tracing::warn!(function = name, code = e.code(), error = %e, "function failed");
+                    tracing::warn!(function, code = e.code(), error = %e, "function failed");
                 }
                 e.to_answer()
             }

@@ -102,9 +102,11 @@ pub enum Access {
 /// A function's answer: a successful [`Answer`] or an error that `http_error` renders.
 pub type Outcome = Result<Answer, ApiError>;
 
-type BoxedHandler = Box<
-    dyn Fn(Request, Arc<AppState>) -> Pin<Box<dyn Future<Output = Outcome> + Send>> + Send + Sync,
->;
+/// A running handler.
+pub type HandlerFuture = Pin<Box<dyn Future<Output = Outcome> + Send>>;
+
+/// A function's handler, shareable with an invocation that must read its body first.
+pub type Handler = Arc<dyn Fn(Request, Arc<AppState>) -> HandlerFuture + Send + Sync>;
 
 /// One function: its declaration and its handler.
 pub struct Function {
@@ -112,7 +114,7 @@ pub struct Function {
     route: Route,
     methods: Vec<Method>,
     access: Access,
-    handler: BoxedHandler,
+    handler: Handler,
 }
 
 impl std::fmt::Debug for Function {
@@ -143,7 +145,7 @@ impl Function {
             route: Route::parse(name),
             methods,
             access: Access::Gated,
-            handler: Box::new(move |req, app| Box::pin(handler(req, app))),
+            handler: Arc::new(move |req, app| Box::pin(handler(req, app))),
         }
     }
 
@@ -192,12 +194,12 @@ impl Function {
     }
 
     /// Runs the handler.
-    pub(crate) fn call(
-        &self,
-        req: Request,
-        app: Arc<AppState>,
-    ) -> Pin<Box<dyn Future<Output = Outcome> + Send>> {
+    pub(crate) fn call(&self, req: Request, app: Arc<AppState>) -> HandlerFuture {
         (self.handler)(req, app)
+    }
+
+    pub(crate) fn handler(&self) -> Handler {
+        self.handler.clone()
     }
 
     /// Route parameters when `path` (after `/api/`, still percent-encoded) matches.

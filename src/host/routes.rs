@@ -10,7 +10,7 @@
 //! sees it and hands them over in a task-local, so nothing here clones the header map.
 
 use crate::host::answer::{json_response, Answer};
-use crate::host::app::{AppState, BodyError, Invocation, RequestBody};
+use crate::host::app::{AppState, BodyError, Invocation, RequestBody, Step};
 use crate::host::function::{parse_query, Method, INVOCATION_ID_HEADERS};
 use crate::host::http_error::ApiError;
 use crate::host::invocation;
@@ -100,15 +100,24 @@ pub enum Source {
     Test(HeaderMap, Bytes, Option<String>),
 }
 
-impl Source {
-    /// What the server lifted for this request (an empty request if nothing was).
-    fn lifted() -> Self {
-        match LIFTED.try_with(|cell| cell.borrow_mut().take()) {
-            Ok(Some(lifted)) => Self::Lifted(lifted),
-            _ => Self::Test(HeaderMap::new(), Bytes::new(), None),
-        }
+/// The headers, body and query string of the request: `source` when the filters read them
+/// (`warp::test`), else what the server lifted (an empty request if nothing was).
+fn request_parts(source: Option<Source>) -> (HeaderMap, RequestBody, Option<String>) {
+    if let Some(source) = source {
+        return source.into_parts();
     }
+    LIFTED
+        .try_with(|cell| {
+            cell.borrow_mut()
+                .take()
+                .map(|l| (l.headers, RequestBody::incoming(l.body), l.query))
+        })
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| (HeaderMap::new(), RequestBody::Empty, None))
+}
 
+impl Source {
     fn into_parts(self) -> (HeaderMap, RequestBody, Option<String>) {
         match self {
             Self::Lifted(l) => (l.headers, RequestBody::incoming(l.body), l.query),
@@ -126,7 +135,44 @@ fn take_cert_values(headers: &mut HeaderMap) -> Vec<HeaderValue> {
     }
 }
 
-/// Any method on `/api/{route}`, as the host forwards the original request.
+/// The part of a forwarded request's path after `/api/`, when it has that prefix.
+pub fn api_tail(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix("/api")?;
+    if rest.is_empty() {
+        Some(rest)
+    } else {
+        rest.strip_prefix('/')
+    }
+}
+
+/// A forwarded request (`/api/{tail}`) up to its [`Step`]: the function its route names
+/// (404 if none), then everything that needs no waiting (see `AppState::begin`). Used by
+/// the server directly and by the warp filter below.
+pub fn forwarded_step(
+    state: &Arc<AppState>,
+    method: &warp::http::Method,
+    tail: &str,
+    query: Option<&str>,
+    mut headers: HeaderMap,
+    body: RequestBody,
+) -> Step {
+    let Some((function, params)) = state.functions.by_path(tail) else {
+        return Step::Answered(ApiError::NotFound.to_answer());
+    };
+    let cert_values = take_cert_values(&mut headers);
+    let invocation = Invocation {
+        method: Method::from_http(method),
+        params,
+        query: query.map(parse_query).unwrap_or_default(),
+        headers,
+        cert_values,
+        body,
+    };
+    state.begin(function, invocation)
+}
+
+/// Any method on `/api/{route}`, as the host forwards the original request. The server
+/// answers these itself (see `crate::host::server`); this filter serves `warp::test`.
 fn forwarded<S>(
     state: Arc<AppState>,
     source: S,
@@ -141,23 +187,16 @@ where
         .and_then(
             move |tail: warp::path::Tail, method: warp::http::Method, source: Option<Source>| {
                 let state = state.clone();
-                async move {
-                    let Some((function, params)) = state.functions.by_path(tail.as_str()) else {
-                        return Ok::<_, Rejection>(ApiError::NotFound.to_answer().into_response());
-                    };
-                    let (mut headers, body, query) =
-                        source.unwrap_or_else(Source::lifted).into_parts();
-                    let cert_values = take_cert_values(&mut headers);
-                    let invocation = Invocation {
-                        method: Method::from_http(&method),
-                        params,
-                        query: query.as_deref().map(parse_query).unwrap_or_default(),
-                        headers,
-                        cert_values,
-                        body,
-                    };
-                    Ok(state.run(function, invocation).await.into_response())
-                }
+                let (headers, body, query) = request_parts(source);
+                let step = forwarded_step(
+                    &state,
+                    &method,
+                    tail.as_str(),
+                    query.as_deref(),
+                    headers,
+                    body,
+                );
+                async move { Ok::<_, Rejection>(state.complete(step).await.into_response()) }
             },
         )
 }
@@ -179,7 +218,7 @@ where
                 let Some(function) = state.functions.by_name(&name) else {
                     return Ok::<_, Rejection>(ApiError::NotFound.to_answer().into_response());
                 };
-                let (outer, body, _) = source.unwrap_or_else(Source::lifted).into_parts();
+                let (outer, body, _) = request_parts(source);
                 let limit = invocation_limit(state.max_body_bytes);
                 let payload = match body.read(limit).await {
                     Ok(bytes) => bytes,

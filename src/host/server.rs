@@ -12,7 +12,8 @@
 //! only the method and the URI, which is all it routes on.
 
 use crate::host::app::AppState;
-use crate::host::routes::{served_routes, Lifted, LIFTED};
+use crate::host::app::{RequestBody, Step};
+use crate::host::routes::{api_tail, forwarded_step, served_routes, Lifted, LIFTED};
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -32,7 +33,7 @@ pub async fn run(
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    let service = warp::service(served_routes(state));
+    let service = warp::service(served_routes(state.clone()));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -48,21 +49,43 @@ pub async fn run(
             },
             () = &mut shutdown => break,
         };
-        let service = service.clone();
+        let (service, state) = (service.clone(), state.clone());
         let per_request =
             hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                 let (mut parts, body) = req.into_parts();
                 let headers = std::mem::take(&mut parts.headers);
-                let query = parts.uri.query().map(str::to_owned);
-                let req =
-                    hyper::Request::from_parts(parts, http_body_util::Empty::<bytes::Bytes>::new());
-                let lifted = std::cell::RefCell::new(Some(Lifted {
-                    headers,
-                    body,
-                    query,
-                }));
-                let mut service = service.clone();
-                LIFTED.scope(lifted, service.call(req))
+                // Forwarded function calls, the hot path, skip warp's filters.
+                let routed = match api_tail(parts.uri.path()) {
+                    Some(tail) => {
+                        let body = RequestBody::incoming(body);
+                        let query = parts.uri.query();
+                        let step =
+                            forwarded_step(&state, &parts.method, tail, query, headers, body);
+                        Routed::Direct(state.clone(), step)
+                    }
+                    None => {
+                        let query = parts.uri.query().map(str::to_owned);
+                        let req = hyper::Request::from_parts(
+                            parts,
+                            http_body_util::Empty::<bytes::Bytes>::new(),
+                        );
+                        let lifted = std::cell::RefCell::new(Some(Lifted {
+                            headers,
+                            body,
+                            query,
+                        }));
+                        let mut service = service.clone();
+                        Routed::Warp(LIFTED.scope(lifted, service.call(req)))
+                    }
+                };
+                async move {
+                    match routed {
+                        Routed::Direct(state, step) => Ok(warp::Reply::into_response(
+                            state.complete(step).await.into_response(),
+                        )),
+                        Routed::Warp(future) => future.await,
+                    }
+                }
             });
         let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), per_request);
         let connection = graceful.watch(connection);
@@ -83,6 +106,12 @@ pub async fn run(
             "drain deadline passed; closing remaining connections"
         );
     }
+}
+
+/// Where one request went: answered here, or handed to warp.
+enum Routed<W> {
+    Direct(Arc<AppState>, Step),
+    Warp(W),
 }
 
 /// Completes on SIGTERM (what the Functions host sends) or Ctrl-C.
