@@ -1,13 +1,15 @@
-//! The warp filters the Functions host talks to.
+//! The paths the Functions host talks to.
 //!
 //! Owns: paths, and turning each protocol's request into an [`Invocation`]. `GET /`
 //! answers the host's readiness probe at once; `/api/{route}` (any method) is forwarding
-//! mode, matched against the registered functions' routes; `POST /{function}` is JSON mode.
-//! Anything else gets a JSON 404/405/413 from [`recover`].
+//! mode, matched against the registered functions' routes ([`forwarded_step`]);
+//! `POST /{function}` is JSON mode. Anything else gets a JSON 404/405/413 from [`recover`].
 //! Must not: decide answers (see `app`) or map domain errors (see `http_error`).
 //!
-//! The server (`crate::host::server`) lifts each request's headers and body out before warp
-//! sees it and hands them over in a task-local, so nothing here clones the header map.
+//! The server (`crate::host::server`) calls [`forwarded_step`] itself for `/api/...`, and
+//! for the rest lifts each request's headers and body out before warp sees it, handing
+//! them over in a task-local, so nothing here clones the header map. The warp filter for
+//! `/api/...` serves `warp::test` with the same [`forwarded_step`].
 
 use crate::host::answer::{json_response, Answer};
 use crate::host::app::{AppState, BodyError, Invocation, RequestBody, Step};

@@ -1,18 +1,18 @@
 //! Running the HTTP server until shutdown.
 //!
 //! Owns: the listener, the per-connection HTTP/1 server, graceful draining and the drain
-//! deadline, and lifting each request's headers and body out before routing.
+//! deadline, and handing each request to its route: forwarded function calls (`/api/...`)
+//! straight to `routes::forwarded_step`, everything else to warp.
 //! Must not: build state or read configuration (callers pass both in, so tests run the
-//! same server on `127.0.0.1:0`).
+//! same server on `127.0.0.1:0`), or match routes itself (`routes` does).
 //!
-//! This is `warp::serve` written out: warp offers no filter that hands over the header map
-//! without cloning it, and that clone was the largest cost left on a cached
-//! `/api/cert-info` (see BENCHMARKS.md). Here the header map and the body are moved (not
-//! copied) into a task-local that `routes` takes while the request runs; warp itself sees
-//! only the method and the URI, which is all it routes on.
+//! This is `warp::serve` written out (see BENCHMARKS.md). The header map and the body of a
+//! request are moved, never copied: for `/api/...` straight into the function's request
+//! context, without warp's filters, which were the largest cost left on a cached
+//! `/api/cert-info`; for the rest into a task-local that `routes` takes while warp, which
+//! sees only the method and the URI, runs its filters.
 
-use crate::host::app::AppState;
-use crate::host::app::{RequestBody, Step};
+use crate::host::app::{AppState, RequestBody, Step};
 use crate::host::routes::{api_tail, forwarded_step, served_routes, Lifted, LIFTED};
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
