@@ -216,7 +216,9 @@ impl AppState {
         match outcome {
             Ok(answer) => answer,
             Err(e) => {
-                if e.status().is_server_error() {
+                // The gate and the partner client log their own failures; a function's own
+                // server error is logged here.
+                if matches!(e, ApiError::Function { .. }) && e.status().is_server_error() {
                     tracing::warn!(function, code = e.code(), error = %e, "function failed");
                 }
                 e.to_answer()

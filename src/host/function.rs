@@ -493,19 +493,6 @@ pub struct Request {
 }
 
 impl Request {
-    /// A request as a test or another function would make it: no parameters, headers,
-    /// body or caller.
-    pub fn new(method: Method) -> Self {
-        Self {
-            method,
-            params: Vec::new(),
-            query: Vec::new(),
-            headers: HeaderMap::new(),
-            body: Bytes::new(),
-            caller: None,
-        }
-    }
-
     pub fn method(&self) -> Method {
         self.method
     }
@@ -564,13 +551,6 @@ impl Request {
         self.caller
             .as_ref()
             .ok_or(ApiError::Cert(CertError::Missing))
-    }
-
-    /// Builder for tests: a JSON body.
-    #[must_use]
-    pub fn with_body(mut self, body: impl Into<Bytes>) -> Self {
-        self.body = body.into();
-        self
     }
 }
 
