@@ -95,6 +95,10 @@ fn cert_message(e: &CertError) -> &'static str {
         CertError::RevocationUnknown { .. } => {
             "client certificate revocation status could not be checked"
         }
+        CertError::WrongIssuer { .. } => {
+            "client certificate was not issued by the partner's certificate authority"
+        }
+        CertError::AmbiguousPartner { .. } => "client certificate matches more than one partner",
         // `CertError` is non_exhaustive for other crates only; keep a safe default.
         #[allow(unreachable_patterns)]
         _ => "client certificate was rejected",

@@ -339,7 +339,13 @@ pub fn describe_decision(
             let how = match accepted.matched_by {
                 client_cert::MatchedBy::Thumbprint => "a pinned thumbprint",
                 client_cert::MatchedBy::CommonName => "an allowlisted common name",
+                client_cert::MatchedBy::Spki => "a pinned public key (spkiSha256)",
+                client_cert::MatchedBy::SerialNumber => "a serial number from its issuer",
+                client_cert::MatchedBy::Uri => "a URI subject alternative name",
+                client_cert::MatchedBy::Email => "an email subject alternative name",
+                client_cert::MatchedBy::DnsName => "a DNS subject alternative name",
             };
+            let _ = writeln!(s, "  partner:    {}", accepted.partner.name);
             let _ = writeln!(s, "  matched by: {how}");
             let _ = writeln!(
                 s,
@@ -411,6 +417,14 @@ pub fn advice(e: &CertError, info: &CertificateInfo) -> String {
             CLIENT_CERT_CRL_PATH (or check CRL fetching); CLIENT_CERT_REVOCATION_FAIL_OPEN=true \
             accepts in this case"
             .to_owned(),
+        CertError::WrongIssuer { partner, .. } => format!(
+            "the certificate carries partner {partner:?}'s identity but chains to another CA              ({}); the partner's certificates must come from the CA its `issuer` names              (add the CA to the partner's issuer list if the partner really moved)",
+            info.issuer
+        ),
+        CertError::AmbiguousPartner { partners } => format!(
+            "the certificate matches {}; make the partners' match blocks disjoint (for              example add an issuer or a more specific field)",
+            partners.join(" and ")
+        ),
         #[allow(unreachable_patterns)]
         _ => "see the reason above".to_owned(),
     }

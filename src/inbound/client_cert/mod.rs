@@ -21,6 +21,7 @@ mod digest;
 mod error;
 pub mod header;
 mod info;
+pub mod partners;
 mod policy;
 pub mod revocation;
 mod trust;
@@ -41,6 +42,31 @@ use x509_parser::certificate::X509Certificate;
 pub enum MatchedBy {
     Thumbprint,
     CommonName,
+    /// A partner's `spkiSha256`.
+    Spki,
+    /// A partner's `serialNumber` (with its issuer).
+    SerialNumber,
+    /// A partner's `uri` (URI SAN, SPIFFE IDs included).
+    Uri,
+    /// A partner's `email` (email SAN).
+    Email,
+    /// A partner's `dnsName` (DNS SAN).
+    DnsName,
+}
+
+impl From<partners::MatchKind> for MatchedBy {
+    fn from(k: partners::MatchKind) -> Self {
+        use partners::MatchKind as K;
+        match k {
+            K::Thumbprint => Self::Thumbprint,
+            K::CommonName => Self::CommonName,
+            K::Spki => Self::Spki,
+            K::SerialNumber => Self::SerialNumber,
+            K::Uri => Self::Uri,
+            K::Email => Self::Email,
+            K::DnsName => Self::DnsName,
+        }
+    }
 }
 
 /// An accepted certificate.
@@ -55,6 +81,9 @@ pub struct Accepted {
     /// The caller's serialized description of this acceptance, made once: an acceptance
     /// is cached and answered many times, its rendering need not be redone per request.
     pub rendering: RenderMemo,
+    /// The partner the certificate belongs to and what it may call (the implicit partner
+    /// of the flat settings, allowed every function, when no partners document is used).
+    pub partner: std::sync::Arc<partners::Grant>,
 }
 
 /// A lazily filled slot for a serialized form of the value that holds it. It is not part
@@ -137,6 +166,7 @@ pub fn validate_with_revocation(
             valid_from: not_before,
             valid_until: not_after,
             rendering: RenderMemo::default(),
+            partner: partners::Grant::implicit(),
         };
         return revocation_if_chained(der, &cert, accepted, policy, revocation, now);
     }
@@ -155,6 +185,7 @@ pub fn validate_with_revocation(
             valid_from: not_before,
             valid_until: not_after,
             rendering: RenderMemo::default(),
+            partner: partners::Grant::implicit(),
         };
         return revocation_if_chained(der, &cert, accepted, policy, revocation, now);
     }
@@ -172,10 +203,88 @@ pub fn validate_with_revocation(
         valid_from: not_before.max(chain.not_before),
         valid_until: not_after.min(chain.not_after),
         rendering: RenderMemo::default(),
+        partner: partners::Grant::implicit(),
     };
     match revocation {
         None => Ok((accepted, RevocationStatus::NotChecked)),
         Some(r) => apply_revocation(r, &chain, trust, accepted, now),
+    }
+}
+
+/// Validates one DER certificate against a partner set at `now`: rules 1–3 and 5 as
+/// [`validate_with_revocation`], and instead of rule 4, exactly one partner of `set` must
+/// match (see [`partners::matcher`]); `policy` gives the trusted CAs.
+pub fn validate_partners(
+    der: &[u8],
+    policy: &Policy,
+    set: &partners::PartnerSet,
+    revocation: Option<&Revocation<'_>>,
+    now: i64,
+) -> Result<(Accepted, RevocationStatus), CertError> {
+    let cert = parse(der)?;
+    let validity = cert.validity();
+    let (not_before, not_after) = (
+        validity.not_before.timestamp(),
+        validity.not_after.timestamp(),
+    );
+    if now < not_before {
+        return Err(CertError::NotYetValid { not_before, now });
+    }
+    if now > not_after {
+        return Err(CertError::Expired { not_after, now });
+    }
+    check_usage(&cert)?;
+    let (sha1, sha256) = Thumbprint::of_der(der);
+    let (Thumbprint::Sha1(sha1_bytes), Thumbprint::Sha256(sha256_bytes)) = (sha1, sha256) else {
+        return Err(CertError::NotAllowlisted);
+    };
+    let info = CertificateInfo::from_parsed(&cert, (sha1, sha256));
+    let facts = partners::facts(&cert, sha1_bytes, sha256_bytes, set);
+    let mut verified: Option<Result<VerifiedChain, String>> = None;
+    let selected = set.select(&facts, || {
+        let result = match &policy.trust {
+            None => Err("no trusted CAs are configured".to_owned()),
+            Some(trust) => trust.verify(der, &cert, now),
+        };
+        let anchors = match &result {
+            Ok(chain) => Ok(partners::ChainAnchors {
+                keys: chain
+                    .cas
+                    .iter()
+                    .filter_map(|ca| ca.to_der().ok().map(|d| digest::sha256(&d)))
+                    .collect(),
+                issuer: info.issuer.clone(),
+            }),
+            Err(reason) => Err(reason.clone()),
+        };
+        verified = Some(result);
+        anchors
+    })?;
+    let mut accepted = Accepted {
+        info,
+        matched_by: selected.kind.into(),
+        valid_from: not_before,
+        valid_until: not_after,
+        rendering: RenderMemo::default(),
+        partner: selected.grant,
+    };
+    if let (true, Some(Ok(chain))) = (selected.used_chain, &verified) {
+        accepted.valid_from = accepted.valid_from.max(chain.not_before);
+        accepted.valid_until = accepted.valid_until.min(chain.not_after);
+    }
+    let Some(r) = revocation else {
+        return Ok((accepted, RevocationStatus::NotChecked));
+    };
+    let Some(trust) = &policy.trust else {
+        return Ok((accepted, RevocationStatus::NotApplicable));
+    };
+    let chain = match verified {
+        Some(result) => result.ok(),
+        None => trust.verify(der, &cert, now).ok(),
+    };
+    match chain {
+        None => Ok((accepted, RevocationStatus::NotApplicable)),
+        Some(chain) => apply_revocation(r, &chain, trust, accepted, now),
     }
 }
 
