@@ -54,6 +54,24 @@ pub enum Command {
         /// Certificate file; `-` or nothing reads standard input.
         file: Option<PathBuf>,
     },
+    /// Check a partners document, or print the one equivalent to the app settings.
+    Partners {
+        #[command(subcommand)]
+        command: PartnersCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PartnersCommand {
+    /// Validate a partners document (issuers too, when CLIENT_CERT_CA_PATH is set).
+    /// Exit 0 valid, 1 with the errors (line, column, JSON path).
+    Check {
+        /// The document (JSON).
+        file: PathBuf,
+    },
+    /// Print the partners document equivalent to ALLOWED_CLIENT_CERT_COMMON_NAMES,
+    /// ALLOWED_CLIENT_CERT_THUMBPRINTS and CLIENT_CERT_CA_PATH (exit 1 when not exact).
+    FromSettings,
 }
 
 /// Parses the arguments and runs the chosen command.
@@ -76,5 +94,9 @@ pub fn main() -> ExitCode {
             mode,
         }),
         Some(Command::Inspect { file }) => crate::tools::inspect::run(file.as_deref()),
+        Some(Command::Partners { command }) => match command {
+            PartnersCommand::Check { file } => crate::tools::partners::run_check(&file),
+            PartnersCommand::FromSettings => crate::tools::partners::run_from_settings(),
+        },
     }
 }

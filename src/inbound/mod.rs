@@ -106,7 +106,7 @@ impl InboundGate {
 
 /// Reads the CA path. Certificates that are not CAs (App Service's `/var/ssl/certs` holds
 /// every uploaded public certificate) are skipped with a warning, not trusted.
-fn load_trust(path: &std::path::Path) -> Result<client_cert::TrustAnchors, ConfigError> {
+pub fn load_trust(path: &std::path::Path) -> Result<client_cert::TrustAnchors, ConfigError> {
     const SETTING: &str = "CLIENT_CERT_CA_PATH";
     let certs = crate::pki_files::read_certificates(path).map_err(|e| ConfigError::Unreadable {
         setting: SETTING,
