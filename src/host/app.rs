@@ -15,6 +15,7 @@ use crate::outbound::Outbound;
 use serde::Serialize;
 use serde_json::json;
 use std::sync::Arc;
+use tracing::Instrument as _;
 
 /// Shared state of the running handler.
 pub struct AppState {
@@ -29,7 +30,7 @@ impl AppState {
     pub async fn invoke<V: AsRef<[u8]>>(&self, function: Function, cert_headers: &[V]) -> Answer {
         match function {
             Function::Health => self.health(),
-            Function::CertInfo => match self.gate.check(cert_headers, (self.clock)()) {
+            Function::CertInfo => match self.authorize(function, cert_headers) {
                 Ok(accepted) => Answer::ok_json(
                     accepted
                         .rendering
@@ -38,22 +39,62 @@ impl AppState {
                         })
                         .to_vec(),
                 ),
-                Err(e) => ApiError::Cert(e).to_answer(),
+                Err(refused) => refused,
             },
-            Function::OutboundMtls => match self.gate.check(cert_headers, (self.clock)()) {
-                Ok(_) => match self.outbound.call().await {
-                    Ok(success) => Answer::ok(&success),
-                    Err(e) => ApiError::Outbound(e).to_answer(),
-                },
-                Err(e) => ApiError::Cert(e).to_answer(),
+            Function::OutboundMtls => match self.authorize(function, cert_headers) {
+                Ok(accepted) => {
+                    // Every log line of the call carries the partner.
+                    let span = tracing::info_span!(
+                        "invocation",
+                        function = function.name(),
+                        partner = %accepted.partner.name
+                    );
+                    match self.outbound.call().instrument(span).await {
+                        Ok(success) => Answer::ok(&success),
+                        Err(e) => ApiError::Outbound(e).to_answer(),
+                    }
+                }
+                Err(refused) => refused,
             },
         }
     }
 
+    /// The caller's certificate decision for `function`: the gate's, then whether its
+    /// partner may call `function`. A shadow partners document is consulted on the way
+    /// (it never changes the answer).
+    fn authorize<V: AsRef<[u8]>>(
+        &self,
+        function: Function,
+        cert_headers: &[V],
+    ) -> Result<Arc<Accepted>, Answer> {
+        let now = (self.clock)();
+        let decision = self.gate.check(cert_headers, now);
+        self.gate
+            .shadow_compare(cert_headers, function.name(), &decision, now);
+        let accepted = decision.map_err(|e| ApiError::Cert(e).to_answer())?;
+        if !accepted.partner.allows(function.name()) {
+            tracing::warn!(
+                code = "function_not_allowed",
+                partner = %accepted.partner.name,
+                function = function.name(),
+                thumbprint = %accepted.info.thumbprint_sha1,
+                "partner called a function it is not allowed"
+            );
+            return Err(ApiError::FunctionNotAllowed {
+                partner: accepted.partner.name.clone(),
+                function: function.name(),
+            }
+            .to_answer());
+        }
+        Ok(accepted)
+    }
+
     fn health(&self) -> Answer {
+        let partners = self.gate.partners().map(|p| p.status((self.clock)()));
         Answer::ok(&json!({
             "status": "ok",
             "outboundCertificate": self.outbound.status(),
+            "partners": partners,
         }))
     }
 }
@@ -73,6 +114,10 @@ struct CertInfo<'a> {
     not_after: String,
     dns_names: &'a [String],
     matched_by: MatchedBy,
+    /// The partner's name (`app-settings` for the flat settings).
+    partner: &'a str,
+    /// The functions it may call (`["*"]`: all).
+    functions: Vec<String>,
 }
 
 impl<'a> CertInfo<'a> {
@@ -89,6 +134,8 @@ impl<'a> CertInfo<'a> {
             not_after: rfc3339(info.not_after),
             dns_names: &info.dns_names,
             matched_by: accepted.matched_by,
+            partner: &accepted.partner.name,
+            functions: accepted.partner.functions.names(),
         }
     }
 }

@@ -21,6 +21,12 @@ pub enum ApiError {
     Cert(#[from] CertError),
     #[error(transparent)]
     Outbound(#[from] OutboundError),
+    /// The caller is a known partner, not allowed this function.
+    #[error("partner {partner:?} may not call {function}")]
+    FunctionNotAllowed {
+        partner: String,
+        function: &'static str,
+    },
     #[error("no such route")]
     NotFound,
     #[error("method not allowed")]
@@ -34,7 +40,7 @@ pub enum ApiError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Cert(_) => StatusCode::FORBIDDEN,
+            Self::Cert(_) | Self::FunctionNotAllowed { .. } => StatusCode::FORBIDDEN,
             Self::Outbound(e) => outbound_status(e),
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -48,6 +54,7 @@ impl ApiError {
         match self {
             Self::Cert(e) => e.code(),
             Self::Outbound(e) => outbound_code(e),
+            Self::FunctionNotAllowed { .. } => "function_not_allowed",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge => "payload_too_large",
@@ -60,6 +67,9 @@ impl ApiError {
         match self {
             Self::Cert(e) => cert_message(e).to_owned(),
             Self::Outbound(e) => e.to_string(),
+            Self::FunctionNotAllowed { .. } => {
+                "the client certificate's partner may not call this function".to_owned()
+            }
             Self::NotFound => "no such function".to_owned(),
             Self::MethodNotAllowed => "method not allowed".to_owned(),
             Self::PayloadTooLarge => "request body too large".to_owned(),

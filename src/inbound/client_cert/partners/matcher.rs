@@ -227,10 +227,42 @@ impl PartnerSet {
     /// lists are empty).
     pub fn from_policy(policy: &Policy) -> Self {
         let mut set = Self::default();
+        set.add_implicit(policy);
+        set
+    }
+
+    /// Adds the flat settings' implicit partner to a compiled document (nothing when both
+    /// lists are empty). A document partner may not use its name meanwhile.
+    pub fn with_implicit(mut self, policy: &Policy) -> Result<Self, CompileError> {
         if policy.thumbprints.is_empty() && policy.common_names.is_empty() {
-            return set;
+            return Ok(self);
         }
-        set.grants.push(Grant::implicit());
+        if let Some(index) = self
+            .grants
+            .iter()
+            .position(|g| g.name.eq_ignore_ascii_case(IMPLICIT_PARTNER))
+        {
+            return Err(CompileError {
+                index,
+                name: self.grants[index].name.clone(),
+                message: format!(
+                    "{IMPLICIT_PARTNER:?} is the implicit partner of \
+                     ALLOWED_CLIENT_CERT_COMMON_NAMES/ALLOWED_CLIENT_CERT_THUMBPRINTS, which \
+                     are still set: clear them once the document replaces them"
+                ),
+            });
+        }
+        self.add_implicit(policy);
+        Ok(self)
+    }
+
+    fn add_implicit(&mut self, policy: &Policy) {
+        if policy.thumbprints.is_empty() && policy.common_names.is_empty() {
+            return;
+        }
+        let p = self.grants.len();
+        self.grants.push(Grant::implicit());
+        let set = self;
         let mut pins: Vec<&Thumbprint> = policy.thumbprints.iter().collect();
         pins.sort_by_key(|t| t.to_string());
         for pin in pins {
@@ -244,7 +276,7 @@ impl PartnerSet {
                     ..MatchBlock::default()
                 },
             };
-            set.add(0, &block, Binding::None);
+            set.add(p, &block, Binding::None);
         }
         let binding = if policy.allow_unverified_common_names {
             Binding::Unverified
@@ -256,9 +288,8 @@ impl PartnerSet {
                 common_name: Some(cn.clone()),
                 ..MatchBlock::default()
             };
-            set.add(0, &block, binding.clone());
+            set.add(p, &block, binding.clone());
         }
-        set
     }
 
     fn add(&mut self, partner: usize, b: &MatchBlock, binding: Binding) {
