@@ -53,6 +53,10 @@ pub enum Command {
     Inspect {
         /// Certificate file; `-` or nothing reads standard input.
         file: Option<PathBuf>,
+        /// A candidate partners document: also print what it would decide for each
+        /// function, beside the current decision.
+        #[arg(long, value_name = "FILE")]
+        compare: Option<PathBuf>,
     },
     /// Check a partners document, or print the one equivalent to the app settings.
     Partners {
@@ -93,7 +97,9 @@ pub fn main() -> ExitCode {
             tls_key,
             mode,
         }),
-        Some(Command::Inspect { file }) => crate::tools::inspect::run(file.as_deref()),
+        Some(Command::Inspect { file, compare }) => {
+            crate::tools::inspect::run_compare(file.as_deref(), compare.as_deref())
+        }
         Some(Command::Partners { command }) => match command {
             PartnersCommand::Check { file } => crate::tools::partners::run_check(&file),
             PartnersCommand::FromSettings => crate::tools::partners::run_from_settings(),

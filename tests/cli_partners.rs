@@ -106,3 +106,46 @@ fn from_settings_says_when_it_cannot_be_exact() {
     assert!(err.contains("ALLOW_UNVERIFIED_COMMON_NAMES"), "{err}");
     assert!(partners::parse(&out).is_ok());
 }
+
+#[test]
+fn inspect_names_the_partner_and_compares_a_candidate_document_function_by_function() {
+    let pki = TestPki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = write(dir.path(), "ca.pem", &pki.ca_bundle_pem());
+    let cert = pki.client("api.fabrikam.example");
+    let pem = write(dir.path(), "client.pem", &cert.cert_pem().unwrap());
+    let issuer = Thumbprint::of_der(&pki.issuing.der()).1.to_string();
+    let doc = |functions: &[&str]| {
+        serde_json::json!({"partners": [{"name": "Fabrikam", "issuer": issuer,
+            "match": {"commonName": "api.fabrikam.example"}, "functions": functions}]})
+        .to_string()
+    };
+    let current = doc(&["cert-info"]);
+    let candidate = write(dir.path(), "candidate.json", doc(&["*"]).as_bytes());
+    let (status, out, err) = run_to_exit(
+        &[
+            ("CLIENT_CERT_CA_PATH", &ca),
+            ("CLIENT_CERT_PARTNERS", &current),
+        ],
+        &["inspect", &pem, "--compare", &candidate],
+    );
+    assert_eq!(status.code(), Some(0), "{out}{err}");
+    assert!(
+        out.contains("partner:    Fabrikam (may call: cert-info)"),
+        "{out}"
+    );
+    let line = |f: &str| {
+        out.lines()
+            .find(|l| l.trim_start().starts_with(f))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(line("cert-info").ends_with("same"), "{out}");
+    let outbound = line("outbound-mtls");
+    assert!(
+        outbound.contains("function_not_allowed (Fabrikam)")
+            && outbound.contains("allow (Fabrikam)")
+            && outbound.ends_with("DIFFERS"),
+        "{out}"
+    );
+}
