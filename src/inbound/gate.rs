@@ -4,6 +4,8 @@
 //! operator searches for, and holding the current CRL snapshot, which `crate::inbound::crl_store`
 //! swaps in. Swapping clears the cache under the same lock every validation holds, so a
 //! cached acceptance never outlives the CRL set it was checked against.
+//! Likewise for the partners document in force (`crate::inbound::partners_state`), which
+//! `crate::inbound::partner_source` swaps in, and the shadow document it consults.
 //! Must not: know about HTTP or the invocation format, or read CRL files.
 
 use crate::inbound::cache::{Decision, ValidationCache};
