@@ -248,11 +248,7 @@ pub fn validate_partners(
         };
         let anchors = match &result {
             Ok(chain) => Ok(partners::ChainAnchors {
-                keys: chain
-                    .cas
-                    .iter()
-                    .filter_map(|ca| ca.to_der().ok().map(|d| digest::sha256(&d)))
-                    .collect(),
+                keys: chain.anchors.clone(),
                 issuer: info.issuer.clone(),
             }),
             Err(reason) => Err(reason.clone()),

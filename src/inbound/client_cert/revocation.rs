@@ -452,6 +452,7 @@ mod tests {
         let chain = VerifiedChain {
             leaf_serial: vec![1],
             cas: Vec::new(),
+            anchors: Vec::new(),
             not_before: 0,
             not_after: 0,
         };

@@ -17,8 +17,10 @@ use crate::inbound::client_cert::digest::sha256;
 use crate::inbound::client_cert::error::CertError;
 use crate::inbound::client_cert::policy::{Policy, Thumbprint};
 use crate::inbound::client_cert::trust::TrustAnchors;
-use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
+
+/// The index maps: hashed with foldhash (seeded per process), as the cache's header map is.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// The name of the implicit partner made from the flat settings.
 pub const IMPLICIT_PARTNER: &str = "app-settings";
