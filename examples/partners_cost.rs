@@ -9,13 +9,19 @@
 //! callgrind_annotate --inclusive=yes /tmp/pc.out | grep measure_
 //! ```
 //!
-//! Each `measure_*` validates the same `N` distinct RSA-2048 certificates once; divide its
-//! inclusive instruction count by `N`.
+//! (and again with the argument `partners` for the cached path of the partners gate).
+//!
+//! Each `measure_flat`/`measure_partners` validates the same `N` distinct RSA-2048
+//! certificates once (divide its inclusive instruction count by `N`); each
+//! `measure_cached` makes `CACHED` cache hits through the gate (divide by `CACHED`).
 
+use mtls_handler::inbound::cache::ValidationCache;
 use mtls_handler::inbound::client_cert::partners::{self, PartnerSet};
 use mtls_handler::inbound::client_cert::{
     sha256, validate, validate_partners, Policy, Thumbprint, TrustAnchors,
 };
+use mtls_handler::inbound::partners_state::{Active, PartnersState};
+use mtls_handler::inbound::InboundGate;
 use mtls_handler::tools::pki::{generate_key, CertSpec, KeyKind};
 use std::collections::HashSet;
 use std::hint::black_box;
@@ -38,6 +44,16 @@ fn measure_partners(certs: &[Vec<u8>], policy: &Policy, set: &PartnerSet, t: i64
         .filter(|c| black_box(validate_partners(c, policy, set, None, t)).is_ok())
         .count()
 }
+
+/// `CACHED` cache hits of one header value through the gate.
+#[inline(never)]
+fn measure_cached(gate: &InboundGate, header: &str, t: i64) -> usize {
+    (0..CACHED)
+        .filter(|_| black_box(gate.check(&[header], t)).is_ok())
+        .count()
+}
+
+const CACHED: usize = 10_000;
 
 fn main() {
     let t = time::OffsetDateTime::now_utc().unix_timestamp();
@@ -95,4 +111,30 @@ fn main() {
     let b = measure_partners(&certs, &documented, &set, t);
     assert_eq!((a, b), (N, N));
     println!("validated {N} certificates each way");
+
+    let header = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(&certs[0])
+    };
+    let flat_gate = InboundGate::new(flat, ValidationCache::new(10_000, 300));
+    let partners_gate = InboundGate::new(documented, ValidationCache::new(10_000, 300))
+        .with_partners(PartnersState::new(
+            Active {
+                set,
+                source: "cost".to_owned(),
+                sha256: String::new(),
+                loaded_at: t,
+            },
+            None,
+        ));
+    assert!(flat_gate.check(&[header.as_str()], t).is_ok());
+    assert!(partners_gate.check(&[header.as_str()], t).is_ok());
+    // The cached path is measured for one gate per run: `partners` as the first argument
+    // picks the partners gate.
+    let gate = match std::env::args().nth(1).as_deref() {
+        Some("partners") => &partners_gate,
+        _ => &flat_gate,
+    };
+    assert_eq!(measure_cached(gate, &header, t), CACHED);
+    println!("{CACHED} cached checks");
 }
