@@ -325,9 +325,16 @@ impl RevocationGate {
 
 fn log_rejection(error: &CertError, der: Option<&[u8]>) {
     let thumbprint = der.map(|d| Thumbprint::of_der(d).0.to_string());
+    // The partner, when the certificate was identified as one (or several) but refused.
+    let partner = match error {
+        CertError::WrongIssuer { partner, .. } => partner.clone(),
+        CertError::AmbiguousPartner { partners } => partners.join(", "),
+        _ => "-".to_owned(),
+    };
     tracing::warn!(
         code = error.code(),
         thumbprint = thumbprint.as_deref().unwrap_or("-"),
+        partner = %partner,
         reason = %error,
         "client certificate rejected"
     );
