@@ -142,6 +142,8 @@ pub fn parse(text: &str) -> Result<Document, DocumentError> {
             ),
         });
     }
+    // Editors on Windows save UTF-8 with a byte-order mark; JSON has no place for it.
+    let text = text.strip_prefix('\u{FEFF}').unwrap_or(text);
     let mut de = serde_json::Deserializer::from_str(text);
     let doc: Document = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = json_path(&e.path().to_string());
@@ -650,6 +652,11 @@ mod tests {
             .unwrap_err()
             .contains("SHA-1"));
         assert!(Issuer::parse("contoso").is_err());
+    }
+
+    #[test]
+    fn a_leading_byte_order_mark_is_ignored() {
+        assert!(parse("\u{FEFF}{\"partners\": []}").is_ok());
     }
 
     #[test]
