@@ -143,6 +143,31 @@ pub fn validate_with_revocation(
     revocation: Option<&Revocation<'_>>,
     now: i64,
 ) -> Result<(Accepted, RevocationStatus), CertError> {
+    validate_by(der, policy, None, revocation, now)
+}
+
+/// Validates one DER certificate against a partner set at `now`: rules 1–3 and 5 exactly as
+/// [`validate_with_revocation`], and instead of rule 4, exactly one partner of `set` must
+/// match (see [`partners::matcher`]); `policy` gives the trusted CAs.
+pub fn validate_partners(
+    der: &[u8],
+    policy: &Policy,
+    set: &partners::PartnerSet,
+    revocation: Option<&Revocation<'_>>,
+    now: i64,
+) -> Result<(Accepted, RevocationStatus), CertError> {
+    validate_by(der, policy, Some(set), revocation, now)
+}
+
+/// Rules 1–3 for every certificate, then rule 4 by the flat policy or, when given, by the
+/// partners document.
+fn validate_by(
+    der: &[u8],
+    policy: &Policy,
+    partners: Option<&partners::PartnerSet>,
+    revocation: Option<&Revocation<'_>>,
+    now: i64,
+) -> Result<(Accepted, RevocationStatus), CertError> {
     let cert = parse(der)?;
     let validity = cert.validity();
     let (not_before, not_after) = (
@@ -159,6 +184,13 @@ pub fn validate_with_revocation(
 
     let (sha1, sha256) = Thumbprint::of_der(der);
     let info = CertificateInfo::from_parsed(&cert, (sha1, sha256));
+    if let Some(set) = partners {
+        let window = (not_before, not_after);
+        let prints = (sha1, sha256);
+        return by_partner(
+            der, &cert, info, prints, window, policy, set, revocation, now,
+        );
+    }
     if policy.thumbprints.contains(&sha1) || policy.thumbprints.contains(&sha256) {
         let accepted = Accepted {
             info,
@@ -211,40 +243,29 @@ pub fn validate_with_revocation(
     }
 }
 
-/// Validates one DER certificate against a partner set at `now`: rules 1–3 and 5 as
-/// [`validate_with_revocation`], and instead of rule 4, exactly one partner of `set` must
-/// match (see [`partners::matcher`]); `policy` gives the trusted CAs.
-pub fn validate_partners(
+/// Rule 4 by the partners document (and rule 5 for the chain it used or, like
+/// [`revocation_if_chained`], for a chain the certificate happens to have).
+#[allow(clippy::too_many_arguments)]
+fn by_partner(
     der: &[u8],
+    cert: &X509Certificate<'_>,
+    info: CertificateInfo,
+    prints: (Thumbprint, Thumbprint),
+    (not_before, not_after): (i64, i64),
     policy: &Policy,
     set: &partners::PartnerSet,
     revocation: Option<&Revocation<'_>>,
     now: i64,
 ) -> Result<(Accepted, RevocationStatus), CertError> {
-    let cert = parse(der)?;
-    let validity = cert.validity();
-    let (not_before, not_after) = (
-        validity.not_before.timestamp(),
-        validity.not_after.timestamp(),
-    );
-    if now < not_before {
-        return Err(CertError::NotYetValid { not_before, now });
-    }
-    if now > not_after {
-        return Err(CertError::Expired { not_after, now });
-    }
-    check_usage(&cert)?;
-    let (sha1, sha256) = Thumbprint::of_der(der);
-    let (Thumbprint::Sha1(sha1_bytes), Thumbprint::Sha256(sha256_bytes)) = (sha1, sha256) else {
+    let (Thumbprint::Sha1(sha1_bytes), Thumbprint::Sha256(sha256_bytes)) = prints else {
         return Err(CertError::NotAllowlisted);
     };
-    let info = CertificateInfo::from_parsed(&cert, (sha1, sha256));
-    let facts = partners::facts(&cert, sha1_bytes, sha256_bytes, set);
+    let facts = partners::facts(cert, sha1_bytes, sha256_bytes, set);
     let mut verified: Option<Result<VerifiedChain, String>> = None;
     let selected = set.select(&facts, || {
         let result = match &policy.trust {
             None => Err("no trusted CAs are configured".to_owned()),
-            Some(trust) => trust.verify(der, &cert, now),
+            Some(trust) => trust.verify(der, cert, now),
         };
         let anchors = match &result {
             Ok(chain) => Ok(partners::ChainAnchors {
@@ -276,7 +297,7 @@ pub fn validate_partners(
     };
     let chain = match verified {
         Some(result) => result.ok(),
-        None => trust.verify(der, &cert, now).ok(),
+        None => trust.verify(der, cert, now).ok(),
     };
     match chain {
         None => Ok((accepted, RevocationStatus::NotApplicable)),
