@@ -2,18 +2,23 @@
 # Load benchmark (not a test): throughput of cached /api/cert-info against a bare warp route
 # that returns fixed JSON, cold start to the first answer on GET /, and idle RSS.
 #
-#   benches/load.sh [--duration SECONDS] [--rounds N] [--connections N]
+#   benches/load.sh [--duration SECONDS] [--rounds N] [--connections N] [--partners N]
+#
+# --partners N: the handler decides by a partners document of N partners (CLIENT_CERT_PARTNERS_PATH,
+# each a CN and a DNS name bound to the CA; the load certificate is one of them) instead of the
+# flat settings.
 #
 # Needs wrk, openssl, curl, python3. Everything listens on 127.0.0.1 and stops by itself.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-duration=10 rounds=3 connections=32
+duration=10 rounds=3 connections=32 partners=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --duration) duration=$2; shift 2 ;;
         --rounds) rounds=$2; shift 2 ;;
         --connections) connections=$2; shift 2 ;;
+        --partners) partners=$2; shift 2 ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -50,8 +55,24 @@ wait_port() {
 }
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 
+partner_env=()
+if [ "$partners" -gt 0 ]; then
+    fingerprint=$(openssl x509 -in "$work/ca.pem" -noout -fingerprint -sha256 | cut -d= -f2)
+    python3 - "$partners" "$fingerprint" > "$work/partners.json" <<'PY'
+import json, sys
+n, issuer = int(sys.argv[1]), sys.argv[2]
+partners = [{"name": f"Partner {i}", "issuer": issuer,
+             "match": [{"commonName": "api-client.contoso.com" if i == n // 2 else f"partner-{i}.example"},
+                       {"dnsName": f"api.partner-{i}.example"}],
+             "functions": ["cert-info"]} for i in range(n)]
+print(json.dumps({"partners": partners}))
+PY
+    partner_env=(CLIENT_CERT_PARTNERS_PATH="$work/partners.json")
+    echo "partners document: $partners partners, $(wc -c < "$work/partners.json") bytes"
+fi
+
 hport=$(free_port); bport=$(free_port)
-FUNCTIONS_CUSTOMHANDLER_PORT=$hport CLIENT_CERT_CA_PATH="$work/ca.pem" RUST_LOG=warn "$handler" >"$work/handler.log" 2>&1 &
+env "${partner_env[@]}" FUNCTIONS_CUSTOMHANDLER_PORT=$hport CLIENT_CERT_CA_PATH="$work/ca.pem" RUST_LOG=warn "$handler" >"$work/handler.log" 2>&1 &
 hpid=$!; pids+=("$hpid")
 wait_port "$hport"
 sleep 1

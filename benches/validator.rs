@@ -6,12 +6,20 @@
 //! - `gate_cached`: the per-request path on a cache hit (header base64 decode, SHA-256,
 //!   cache lookup).
 //! - `header_decode`: base64 decoding alone.
+//! - `partners_1000/*`: the same with a partners document of 1,000 partners (each a CN and
+//!   a DNS name bound to the CA by fingerprint) instead of the flat lists: a full validation
+//!   (`full_validation_rsa_2048`, to compare with `full_validation/rsa_2048`), the cached
+//!   gate path, and parsing + compiling the document (what a reload costs).
 //!
 //! Run: `cargo bench --bench validator`.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use mtls_handler::inbound::cache::ValidationCache;
-use mtls_handler::inbound::client_cert::{header, validate, Policy, TrustAnchors};
+use mtls_handler::inbound::client_cert::partners::{self, PartnerSet};
+use mtls_handler::inbound::client_cert::{
+    header, sha256, validate, validate_partners, Policy, Thumbprint, TrustAnchors,
+};
+use mtls_handler::inbound::partners_state::{Active, PartnersState};
 use mtls_handler::inbound::InboundGate;
 use mtls_handler::tools::pki::{generate_key, CertSpec, Issued, KeyKind};
 use std::collections::HashSet;
@@ -94,9 +102,92 @@ fn cached(c: &mut Criterion) {
     });
 }
 
+/// 1,000 partners bound to `ca`; the benchmark certificates' CN is partner 500's.
+fn partners_document(ca: &Issued) -> String {
+    let issuer = Thumbprint::Sha256(sha256(&ca.der())).to_string();
+    let partners: Vec<serde_json::Value> = (0..1000)
+        .map(|i| {
+            let cn = if i == 500 {
+                CN.to_owned()
+            } else {
+                format!("partner-{i}.example")
+            };
+            serde_json::json!({
+                "name": format!("Partner {i}"),
+                "issuer": issuer,
+                "match": [{"commonName": cn}, {"dnsName": format!("api.partner-{i}.example")}],
+                "functions": ["cert-info"],
+            })
+        })
+        .collect();
+    serde_json::json!({ "partners": partners }).to_string()
+}
+
+fn with_partners(c: &mut Criterion) {
+    let mut group = c.benchmark_group("partners_1000");
+    let (ca, certs) = fixture(KeyKind::Rsa2048);
+    let policy = Policy {
+        common_names: Vec::new(),
+        ..policy(&ca)
+    };
+    let text = partners_document(&ca);
+    let doc = partners::parse(&text).unwrap();
+    let set = PartnerSet::compile(&doc, policy.trust.as_ref()).unwrap();
+    let t = now();
+    assert!(validate_partners(&certs[0], &policy, &set, None, t).is_ok());
+    let mut i = 0;
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("full_validation_rsa_2048", |b| {
+        b.iter(|| {
+            i = (i + 1) % certs.len();
+            black_box(validate_partners(
+                black_box(&certs[i]),
+                &policy,
+                &set,
+                None,
+                t,
+            ))
+            .is_ok()
+        })
+    });
+    group.bench_function("parse_and_compile", |b| {
+        b.iter(|| {
+            let doc = partners::parse(black_box(&text)).unwrap();
+            black_box(PartnerSet::compile(&doc, policy.trust.as_ref()).unwrap()).len()
+        })
+    });
+    // The cached path with the same kind of certificate as `gate_cached` (the header's
+    // length matters there).
+    let (ec_ca, ec_certs) = fixture(KeyKind::EcP256);
+    let ec_policy = Policy {
+        common_names: Vec::new(),
+        ..crate::policy(&ec_ca)
+    };
+    let ec_doc = partners::parse(&partners_document(&ec_ca)).unwrap();
+    let state = PartnersState::new(
+        Active {
+            set: PartnerSet::compile(&ec_doc, ec_policy.trust.as_ref()).unwrap(),
+            source: "bench".to_owned(),
+            sha256: String::new(),
+            loaded_at: t,
+        },
+        None,
+    );
+    let gate = InboundGate::new(ec_policy, ValidationCache::new(10_000, 300)).with_partners(state);
+    let value = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(&ec_certs[0])
+    };
+    assert!(gate.check(&[value.as_str()], t).is_ok());
+    group.bench_function("gate_cached", |b| {
+        b.iter(|| black_box(gate.check(black_box(&[value.as_str()]), t)).is_ok())
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30).measurement_time(std::time::Duration::from_secs(4));
-    targets = full_validation, cached
+    targets = full_validation, cached, with_partners
 }
 criterion_main!(benches);

@@ -4,13 +4,17 @@
 //! operator searches for, and holding the current CRL snapshot, which `crate::inbound::crl_store`
 //! swaps in. Swapping clears the cache under the same lock every validation holds, so a
 //! cached acceptance never outlives the CRL set it was checked against.
+//! Likewise for the partners document in force (`crate::inbound::partners_state`), which
+//! `crate::inbound::partner_source` swaps in, and the shadow document it consults.
 //! Must not: know about HTTP or the invocation format, or read CRL files.
 
 use crate::inbound::cache::{Decision, ValidationCache};
+use crate::inbound::client_cert::partners::PartnerSet;
 use crate::inbound::client_cert::revocation::http_distribution_points;
 use crate::inbound::client_cert::{
     self, header, CertError, CrlSet, Policy, Revocation, RevocationStatus, Thumbprint,
 };
+use crate::inbound::partners_state::{Active, Outcome, PartnersState};
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
@@ -22,6 +26,8 @@ pub struct InboundGate {
     policy: Policy,
     cache: ValidationCache,
     revocation: Option<RevocationGate>,
+    /// The partners document in force, when one is configured (else the flat settings).
+    partners: Option<PartnersState>,
 }
 
 /// The swappable CRL snapshot and what the fetcher should download next.
@@ -40,6 +46,7 @@ impl InboundGate {
             policy,
             cache,
             revocation: None,
+            partners: None,
         }
     }
 
@@ -63,7 +70,81 @@ impl InboundGate {
                 wanted: Mutex::new(BTreeSet::new()),
                 wanted_changed: tokio::sync::Notify::new(),
             }),
+            partners: None,
         }
+    }
+
+    /// The same gate deciding by a partners document (replaced later with
+    /// [`Self::replace_partners`]).
+    pub fn with_partners(mut self, partners: PartnersState) -> Self {
+        self.partners = Some(partners);
+        self
+    }
+
+    /// The partners state, when a partners document is configured.
+    pub fn partners(&self) -> Option<&PartnersState> {
+        self.partners.as_ref()
+    }
+
+    /// Installs a new partners document and forgets every cached decision, atomically
+    /// with respect to [`Self::check`] (as [`Self::replace_crls`] does). Does nothing when
+    /// no document is configured.
+    pub fn replace_partners(&self, active: Active) {
+        if let Some(p) = &self.partners {
+            p.replace(active, || self.cache.clear());
+        }
+    }
+
+    /// With a shadow document configured, decides the request again by the candidate and
+    /// counts and logs a difference from `enforced` for `function`. Never changes the
+    /// answer.
+    pub fn shadow_compare<V: AsRef<[u8]>>(
+        &self,
+        values: &[V],
+        function: &str,
+        enforced: &Decision,
+        now: i64,
+    ) {
+        let Some(state) = &self.partners else {
+            return;
+        };
+        let Some(shadow) = &state.shadow else {
+            return;
+        };
+        let Some(candidate) = shadow.active() else {
+            return;
+        };
+        let Ok(der) = header::decode(values) else {
+            return;
+        };
+        let key = client_cert::sha256(&der);
+        let outcome = match shadow.remembered(&key, now) {
+            Some(o) => o,
+            None => {
+                let crls = self.crls();
+                let revocation =
+                    self.revocation
+                        .as_ref()
+                        .zip(crls.as_deref())
+                        .map(|(r, c)| Revocation {
+                            crls: c,
+                            fail_open: r.fail_open,
+                        });
+                let decided = client_cert::validate_partners(
+                    &der,
+                    &self.policy,
+                    &candidate.set,
+                    revocation.as_ref(),
+                    now,
+                )
+                .map(|(a, _)| Arc::new(a));
+                let o = Outcome::of(&decided);
+                shadow.remember(key, o.clone(), now);
+                o
+            }
+        };
+        let thumbprint = Thumbprint::of_der(&der).0.to_string();
+        shadow.compare(key, &thumbprint, function, &Outcome::of(enforced), &outcome);
     }
 
     /// The current CRL set, when revocation checking is on.
@@ -136,6 +217,9 @@ impl InboundGate {
             .revocation
             .as_ref()
             .map(|r| (r, r.current.read().unwrap_or_else(PoisonError::into_inner)));
+        // Held likewise: `replace_partners` waits for it.
+        let partners = self.partners.as_ref().map(PartnersState::read);
+        let set = partners.as_ref().map(|active| &active.set);
         let decision = match self.cache.get(&key, now) {
             Some(hit) => {
                 if let Some(h) = single {
@@ -145,14 +229,18 @@ impl InboundGate {
             }
             None => {
                 let fresh = match &crls {
-                    None => client_cert::validate(&der, &self.policy, now),
-                    Some((r, set)) => self.validate_revocation(r, set, &der, now),
+                    None => self.validate_with(&der, None, set, now).map(|(a, _)| a),
+                    Some((r, crls)) => self.validate_revocation(r, crls, &der, set, now),
                 }
                 .map(Arc::new);
                 self.cache.insert(key, &fresh, single, now);
+                if let (Some(state), Ok(accepted)) = (&self.partners, &fresh) {
+                    state.saw(accepted, now);
+                }
                 fresh
             }
         };
+        drop(partners);
         drop(crls);
         if let Err(e) = &decision {
             log_rejection(e, Some(&der));
@@ -167,13 +255,14 @@ impl InboundGate {
         r: &RevocationGate,
         set: &CrlSet,
         der: &[u8],
+        partners: Option<&PartnerSet>,
         now: i64,
     ) -> Result<client_cert::Accepted, CertError> {
         let revocation = Revocation {
             crls: set,
             fail_open: r.fail_open,
         };
-        match client_cert::validate_with_revocation(der, &self.policy, Some(&revocation), now) {
+        match self.validate_with(der, Some(&revocation), partners, now) {
             Ok((accepted, RevocationStatus::UnknownAccepted { reason })) => {
                 tracing::warn!(
                     thumbprint = %Thumbprint::of_der(der).0,
@@ -191,6 +280,23 @@ impl InboundGate {
                 }
                 Err(e)
             }
+        }
+    }
+}
+
+impl InboundGate {
+    /// The pure validation: by the partners document when one is in force, else by the
+    /// flat settings.
+    fn validate_with(
+        &self,
+        der: &[u8],
+        revocation: Option<&Revocation<'_>>,
+        partners: Option<&PartnerSet>,
+        now: i64,
+    ) -> Result<(client_cert::Accepted, RevocationStatus), CertError> {
+        match partners {
+            None => client_cert::validate_with_revocation(der, &self.policy, revocation, now),
+            Some(set) => client_cert::validate_partners(der, &self.policy, set, revocation, now),
         }
     }
 }
@@ -233,9 +339,16 @@ fn log_rejection(error: &CertError, der: Option<&[u8]>) {
         reason.truncate(end);
         reason.push('…');
     }
+    // The partner, when the certificate was identified as one (or several) but refused.
+    let partner = match error {
+        CertError::WrongIssuer { partner, .. } => partner.clone(),
+        CertError::AmbiguousPartner { partners } => partners.join(", "),
+        _ => "-".to_owned(),
+    };
     tracing::warn!(
         code = error.code(),
         thumbprint = thumbprint.as_deref().unwrap_or("-"),
+        partner = %partner,
         reason = %reason,
         "client certificate rejected"
     );

@@ -142,6 +142,9 @@ pub struct VerifiedChain {
     pub leaf_serial: Vec<u8>,
     /// The configured CAs above the leaf, nearest first (never empty for a real chain).
     pub cas: Vec<X509>,
+    /// SHA-256 of each of `cas`' DER, in the same order (which CA anchors the chain, for
+    /// partners bound to an issuer).
+    pub anchors: Vec<[u8; 32]>,
     pub not_before: i64,
     pub not_after: i64,
 }
@@ -326,6 +329,7 @@ impl TrustAnchors {
         Ok(VerifiedChain {
             leaf_serial,
             cas,
+            anchors: keys,
             not_before,
             not_after,
         })
