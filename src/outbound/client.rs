@@ -6,6 +6,12 @@
 //! `SSL_CERT_DIR`, plus `REMOTE_API_CA_PATH` for the partner), timeouts, redirects (none:
 //! the client certificate must not follow a redirect elsewhere) and the test overrides.
 //! Must not: decide which identity to use or retry anything.
+//!
+//! The system store under the portable build (feature `portable`): the vendored OpenSSL's
+//! own default is `/usr/local/ssl`, which no image has; native-tls adds the bundle and
+//! directories `openssl_probe::probe()` finds (Debian/Ubuntu, RHEL layouts, `SSL_CERT_FILE`
+//! and `SSL_CERT_DIR` first) to every client built here, so both builds trust the same roots
+//! (tests/package/debian11.sh checks each layout).
 
 use super::config::{NetworkOverrides, OutboundConfig};
 use super::pkcs12::KeyMaterial;
