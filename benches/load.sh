@@ -81,20 +81,20 @@ echo "response body: $(wc -c < "$work/cert-info0.json") bytes"
 
 rps() { wrk -t2 -c"$connections" -d"${duration}s" "$@" | awk '/Requests\/sec/ {print $2}'; }
 for i in "${!handlers[@]}"; do echo "handler $i: ${handlers[$i]}"; done
-printf 'round  bare_warp_rps'
-for i in "${!handlers[@]}"; do printf '  handler%d_rps  ratio%d' "$i" "$i"; done
-echo
+# Each handler is measured right after its own bare-warp run, and the order of the handlers
+# rotates every round, so a change in machine load between runs biases neither.
+echo "round  handler  bare_warp_rps  cert_info_rps  ratio"
 declare -A ratios
+n=${#handlers[@]}
 for r in $(seq 1 "$rounds"); do
-    b=$(rps "http://127.0.0.1:$bport/api/fixed")
-    printf '%5s  %13s' "$r" "$b"
-    for i in "${!handlers[@]}"; do
+    for k in $(seq 0 $((n - 1))); do
+        i=$(((r + k) % n))
+        b=$(rps "http://127.0.0.1:$bport/api/fixed")
         h=$(rps -H "X-ARR-ClientCert: $header" "http://127.0.0.1:${hports[$i]}/api/cert-info")
         ratio=$(python3 -c "print(f'{$h/$b:.3f}')")
         ratios[$i]+="$ratio "
-        printf '  %13s  %6s' "$h" "$ratio"
+        printf '%5s  %7s  %13s  %13s  %5s\n' "$r" "$i" "$b" "$h" "$ratio"
     done
-    echo
 done
 for i in "${!handlers[@]}"; do
     median=$(printf '%s\n' ${ratios[$i]} | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
