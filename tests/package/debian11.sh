@@ -5,11 +5,11 @@
 #   tests/package/debian11.sh [ZIP]        default: target/deploy/mtls-handler.zip
 #
 # A Debian 11 minbase root is made once with debootstrap, from the Debian mirror this
-# machine's apt uses, and cached in $DEBIAN11_ROOT (default /var/cache/mtls-handler/
-# debian11-minbase; delete it to rebuild; DEBIAN_MIRROR overrides the mirror). Each run unzips the package into a fresh folder
-# inside that root and starts `handler` there with chroot, inside a private mount namespace
-# (`unshare --mount`) whose bind mounts add an /etc/hosts entry and swap the system CA
-# store; nothing leaks into the cached root. Everything is driven from outside over
+# machine's apt uses (DEBIAN_MIRROR overrides it), and cached in $DEBIAN11_ROOT (default
+# /var/cache/mtls-handler/debian11-minbase; delete it to rebuild). Each run unzips the package
+# into a fresh folder inside that root and starts `handler` there with chroot, inside a
+# private mount namespace (`unshare --mount`) whose bind mounts add an /etc/hosts entry and
+# swap the system CA store; nothing leaks into the cached root. Everything is driven from outside over
 # loopback with curl; the partner API is the packaged binary itself on this machine
 # (`handler front-end --mode required` in front of a handler that accepts only the app's
 # certificate). Certificates are made with the openssl CLI.
