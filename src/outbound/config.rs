@@ -7,6 +7,7 @@
 //! readability, so a bad path fails start-up), or keep secrets printable.
 
 use super::redact;
+pub use super::secret::Secret;
 use crate::settings::{parse_number, ConfigError, EnvSource};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,27 +15,6 @@ use std::time::Duration;
 
 /// Where App Service puts the private certificates named in `WEBSITE_LOAD_CERTIFICATES`.
 pub const APP_SERVICE_PRIVATE_CERTS: &str = "/var/ssl/private";
-
-/// A secret string (a password). Compares by value; never printed.
-#[derive(Clone, PartialEq, Eq, Default)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The value, for the one place that needs it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
 
 /// The Key Vault source.
 #[derive(Debug, Clone, PartialEq, Eq)]

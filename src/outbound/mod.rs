@@ -30,6 +30,7 @@ pub mod key_vault;
 pub mod pkcs12;
 pub mod redact;
 pub mod request;
+mod secret;
 
 pub use config::{
     FileConfig, KeyVaultConfig, NetworkOverrides, OutboundConfig, ProxyConfig, Secret,
