@@ -196,6 +196,36 @@ impl KeyVaultReader {
     }
 }
 
+impl KeyVaultReader {
+    /// Fetches the latest version of the secret `name` as text (any content type), bounded
+    /// by the timeout: for secrets that are documents (the partners document), not
+    /// certificates. The value is returned, never logged.
+    pub async fn fetch_text(&self, name: &str) -> Result<String, KeyVaultError> {
+        let call = async { self.client.get_secret(name, None).await?.into_model() };
+        let secret = match tokio::time::timeout(self.timeout, call).await {
+            Err(_) => {
+                return Err(KeyVaultError::Timeout {
+                    seconds: self.timeout.as_secs(),
+                })
+            }
+            Ok(Err(e)) => {
+                return Err(map_error(
+                    &e,
+                    &self.config.vault_url,
+                    &self.config.credential,
+                ))
+            }
+            Ok(Ok(s)) => s,
+        };
+        secret
+            .value
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| KeyVaultError::Other {
+                reason: "the secret has no value".to_owned(),
+            })
+    }
+}
+
 /// SDK error → [`KeyVaultError`], keeping statuses, dropping bodies.
 fn map_error(e: &azure_core::Error, vault: &str, credential: &CredentialConfig) -> KeyVaultError {
     if let Some(c) = CredentialError::find(e) {
