@@ -1,5 +1,7 @@
 //! Reading the outbound certificate from Key Vault: the certificate's backing secret, read
-//! with the official SDK and the credential `AZURE_CREDENTIAL` chooses (see `credential`).
+//! with the official SDK and the credential `AZURE_CREDENTIAL` chooses (see `credential`);
+//! and, with the same reader, the text of other secrets (the partners document, which the
+//! host hands to `inbound::partner_source`).
 //!
 //! Owns: the SDK objects (credential and `SecretClient`, built once and reused so the token
 //! cache works), the bounded retry policy, the content types, and turning SDK errors into
