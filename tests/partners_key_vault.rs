@@ -251,3 +251,37 @@ managed_identity_test!(
         assert!(message.contains("line 1"), "{message}");
     }
 );
+
+managed_identity_test!(
+    a_shadow_document_in_a_key_vault_secret_is_loaded_and_follows_new_versions,
+    async {
+        let mut w = World::new().await;
+        w.env.remove("CLIENT_CERT_PARTNERS_SECRET");
+        w.env
+            .insert("CLIENT_CERT_PARTNERS".into(), w.document(false));
+        w.env.insert(
+            "CLIENT_CERT_SHADOW_PARTNERS_SECRET".into(),
+            CERT_NAME.into(),
+        );
+        w.vault
+            .add_raw("v1", "application/json", &w.document(false));
+        let (gate, task) = w.serve().await;
+        let shadow = || gate.partners().unwrap().status(now()).shadow.unwrap();
+        let first = shadow()
+            .sha256
+            .expect("the shadow document is loaded at start-up");
+        assert_eq!(gate.partners().unwrap().active().sha256, first);
+        assert_eq!(
+            shadow().source,
+            format!("Key Vault secret {CERT_NAME} in {VAULT_URL}")
+        );
+
+        w.vault.add_raw("v2", "application/json", &w.document(true));
+        let next = eventually(WAIT, || async { shadow().sha256.filter(|s| *s != first) }).await;
+        assert!(next.is_some(), "the new version never reached the shadow");
+        // The enforced document is not touched, and Northwind is still refused.
+        assert_eq!(gate.partners().unwrap().active().sha256, first);
+        assert!(partner_of(&gate, &w.northwind).is_err());
+        task.abort();
+    }
+);
