@@ -22,7 +22,11 @@ target_dir="${CARGO_TARGET_DIR:-target}"
 out="${1:-$target_dir/deploy/mtls-handler.zip}"
 glibc="2.28"
 target="x86_64-unknown-linux-gnu"
-functions=(health cert-info outbound-mtls)
+# Every function folder at the app root (a folder with a function.json), as the Functions host
+# finds them; the handler refuses to start if they and the registered functions differ.
+functions=()
+for f in */function.json; do functions+=("${f%/function.json}"); done
+[ "${#functions[@]}" -gt 0 ] || { echo "no function folders (*/function.json) at the app root" >&2; exit 1; }
 say() { printf '==> %s\n' "$*"; }
 
 # --- build --------------------------------------------------------------------------------
