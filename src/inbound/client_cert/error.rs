@@ -21,6 +21,9 @@ pub enum Malformed {
     TrailingData { bytes: usize },
     #[error("certificate extension is malformed: {detail}")]
     BadExtension { detail: String },
+    /// The configured header format (`CLIENT_CERT_HEADER_FORMAT`) was not followed.
+    #[error("{0}")]
+    Header(super::forwarded::HeaderError),
 }
 
 /// A certificate rejection. Times are Unix seconds.

@@ -27,6 +27,7 @@
 mod der;
 mod digest;
 mod error;
+pub mod forwarded;
 pub mod header;
 mod info;
 mod policy;
