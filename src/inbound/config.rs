@@ -70,7 +70,10 @@ impl HeaderConfig {
             Some(v) => HeaderFormat::parse(&v).ok_or_else(|| {
                 ConfigError::invalid(
                     FORMAT,
-                    format!("{:?} is not one of arr, xfcc, rfc9440, pem-urlencoded", v.trim()),
+                    format!(
+                        "{:?} is not one of arr, xfcc, rfc9440, pem-urlencoded",
+                        v.trim()
+                    ),
                 )
             })?,
         };

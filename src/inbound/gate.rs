@@ -4,12 +4,18 @@
 //! operator searches for, and holding the current CRL snapshot, which `crate::inbound::crl_store`
 //! swaps in. Swapping clears the cache under the same lock every validation holds, so a
 //! cached acceptance never outlives the CRL set it was checked against.
+//! The header format (`CLIENT_CERT_HEADER_FORMAT`) is the gate's: it decodes the values of
+//! the configured header(s) into the leaf and the forwarded chain. A decision is cached
+//! under the leaf's SHA-256 when nothing was forwarded with it (as always for `arr`), and
+//! under a digest of the leaf *and* the forwarded chain otherwise, so a decision made with
+//! one chain is never reused for another.
 //! Must not: know about HTTP or the invocation format, or read CRL files.
 
 use crate::inbound::cache::{Decision, ValidationCache};
+use crate::inbound::client_cert::forwarded::{self, Forwarded, HeaderFormat};
 use crate::inbound::client_cert::revocation::http_distribution_points;
 use crate::inbound::client_cert::{
-    self, header, CertError, CrlSet, Policy, Revocation, RevocationStatus, Thumbprint,
+    self, CertError, CrlSet, Policy, Revocation, RevocationStatus, Thumbprint,
 };
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -20,6 +26,7 @@ const MAX_WANTED_DISTRIBUTION_POINTS: usize = 256;
 /// The inbound policy with its cache and, when revocation is on, the current CRLs.
 pub struct InboundGate {
     policy: Policy,
+    format: HeaderFormat,
     cache: ValidationCache,
     revocation: Option<RevocationGate>,
 }
@@ -38,9 +45,21 @@ impl InboundGate {
     pub fn new(policy: Policy, cache: ValidationCache) -> Self {
         Self {
             policy,
+            format: HeaderFormat::Arr,
             cache,
             revocation: None,
         }
+    }
+
+    /// The same gate reading certificates forwarded in `format` (default `arr`).
+    pub fn with_format(mut self, format: HeaderFormat) -> Self {
+        self.format = format;
+        self
+    }
+
+    /// The header format this gate decodes.
+    pub fn format(&self) -> HeaderFormat {
+        self.format
     }
 
     /// A gate that checks revocation against `crls` (replaced later with
@@ -55,6 +74,7 @@ impl InboundGate {
     ) -> Self {
         Self {
             policy,
+            format: HeaderFormat::Arr,
             cache,
             revocation: Some(RevocationGate {
                 current: RwLock::new(Arc::new(crls)),
@@ -111,25 +131,38 @@ impl InboundGate {
         &self.cache
     }
 
-    /// Decides on the `X-ARR-ClientCert` values of one request at `now` (Unix seconds).
+    /// Decides on the certificate header values of one request at `now` (Unix seconds),
+    /// with no chain header (`X-ARR-ClientCert` for the default format).
     pub fn check<V: AsRef<[u8]>>(&self, values: &[V], now: i64) -> Decision {
-        // The common case: this exact header value was accepted before. Rejections take
+        self.check_forwarded::<V>(values, &[], now)
+    }
+
+    /// Decides on the certificate header values and the chain header values (`rfc9440`'s
+    /// `Client-Cert-Chain`; other formats have none) of one request at `now`.
+    pub fn check_forwarded<V: AsRef<[u8]>>(&self, values: &[V], chain: &[V], now: i64) -> Decision {
+        // The common case: these exact header values were accepted before. Rejections take
         // the full path so their log line can name the certificate.
-        let single = match values {
-            [one] => Some(one.as_ref()),
+        let joined;
+        let single = match (values, chain) {
+            ([one], []) => Some(one.as_ref()),
+            ([one], more) => {
+                joined = alias_of(one.as_ref(), more);
+                Some(joined.as_slice())
+            }
             _ => None,
         };
         if let Some((_, Ok(accepted))) = single.and_then(|h| self.cache.get_by_header(h, now)) {
             return Ok(accepted);
         }
-        let der = match header::decode(values) {
-            Ok(der) => der,
+        let forwarded = match forwarded::decode(self.format, values, chain) {
+            Ok(f) => f,
             Err(e) => {
                 log_rejection(&e, None);
                 return Err(e);
             }
         };
-        let key = client_cert::sha256(&der);
+        let der = &forwarded.leaf;
+        let key = cache_key(&forwarded);
         // Held across lookup, validation and insertion: `replace_crls` waits for it, so no
         // decision made with an old CRL set lands in the cache after the swap cleared it.
         let crls = self
@@ -145,8 +178,9 @@ impl InboundGate {
             }
             None => {
                 let fresh = match &crls {
-                    None => client_cert::validate(&der, &self.policy, now),
-                    Some((r, set)) => self.validate_revocation(r, set, &der, now),
+                    None => client_cert::validate_forwarded(&forwarded, &self.policy, None, now)
+                        .map(|(accepted, _)| accepted),
+                    Some((r, set)) => self.validate_revocation(r, set, &forwarded, now),
                 }
                 .map(Arc::new);
                 self.cache.insert(key, &fresh, single, now);
@@ -155,10 +189,39 @@ impl InboundGate {
         };
         drop(crls);
         if let Err(e) = &decision {
-            log_rejection(e, Some(&der));
+            log_rejection(e, Some(der));
         }
         decision
     }
+}
+
+/// The cache key of what was forwarded: the leaf's SHA-256 alone when no chain came with
+/// it (what every `arr` request and `inspect` use), else a digest over the leaf and each
+/// chain certificate, length-prefixed, so that no other split of the same bytes collides.
+fn cache_key(forwarded: &Forwarded) -> [u8; 32] {
+    if forwarded.chain.is_empty() {
+        return client_cert::sha256(&forwarded.leaf);
+    }
+    let mut input = Vec::with_capacity(
+        16 + forwarded.leaf.len() + forwarded.chain.iter().map(|c| c.len() + 8).sum::<usize>(),
+    );
+    input.extend_from_slice(b"leaf+chain");
+    for cert in std::iter::once(&forwarded.leaf).chain(&forwarded.chain) {
+        input.extend_from_slice(&(cert.len() as u64).to_be_bytes());
+        input.extend_from_slice(cert);
+    }
+    client_cert::sha256(&input)
+}
+
+/// The remembered form of a certificate header value with chain header values: joined by
+/// line feeds, which no header value contains, so it equals no single header value.
+fn alias_of<V: AsRef<[u8]>>(value: &[u8], chain: &[V]) -> Vec<u8> {
+    let mut alias = value.to_vec();
+    for c in chain {
+        alias.push(b'\n');
+        alias.extend_from_slice(c.as_ref());
+    }
+    alias
 }
 
 impl InboundGate {
@@ -166,14 +229,15 @@ impl InboundGate {
         &self,
         r: &RevocationGate,
         set: &CrlSet,
-        der: &[u8],
+        forwarded: &Forwarded,
         now: i64,
     ) -> Result<client_cert::Accepted, CertError> {
+        let der = &forwarded.leaf;
         let revocation = Revocation {
             crls: set,
             fail_open: r.fail_open,
         };
-        match client_cert::validate_with_revocation(der, &self.policy, Some(&revocation), now) {
+        match client_cert::validate_forwarded(forwarded, &self.policy, Some(&revocation), now) {
             Ok((accepted, RevocationStatus::UnknownAccepted { reason })) => {
                 tracing::warn!(
                     thumbprint = %Thumbprint::of_der(der).0,

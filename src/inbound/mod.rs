@@ -25,9 +25,43 @@ impl InboundGate {
     /// Builds the policy from the settings, reading `CLIENT_CERT_CA_PATH`, and logs what it
     /// means in words: the warnings an operator must not miss are emitted here, once.
     pub fn from_config(config: &InboundConfig) -> Result<Self, ConfigError> {
+        Self::from_config_with_intermediates(config, None)
+    }
+
+    /// [`Self::from_config`], with the intermediates in `extra` (a file or directory, as
+    /// `handler inspect --intermediates` names) added to `CLIENT_CERT_INTERMEDIATES_PATH`.
+    pub fn from_config_with_intermediates(
+        config: &InboundConfig,
+        extra: Option<&std::path::Path>,
+    ) -> Result<Self, ConfigError> {
         let trust = match &config.ca_path {
             None => None,
             Some(path) => Some(load_trust(path)?),
+        };
+        let trust = match (trust, load_intermediates(config, extra)?) {
+            (Some(trust), intermediates) if !intermediates.is_empty() => {
+                let (trust, reports) = trust.with_intermediates(&intermediates);
+                for r in reports {
+                    tracing::warn!(
+                        setting = "CLIENT_CERT_INTERMEDIATES_PATH",
+                        subject = %r.subject,
+                        reason = %r.reason,
+                        "skipping an intermediate that can be on no path"
+                    );
+                }
+                tracing::info!(
+                    intermediates = trust.intermediates().len(),
+                    "untrusted intermediates loaded (they complete paths, they are not trusted)"
+                );
+                Some(trust)
+            }
+            (None, intermediates) if !intermediates.is_empty() => {
+                return Err(ConfigError::invalid(
+                    "CLIENT_CERT_CA_PATH",
+                    "intermediates complete a path to a trust anchor: set CLIENT_CERT_CA_PATH",
+                ))
+            }
+            (trust, _) => trust,
         };
         if config.allow_unverified_common_names {
             tracing::warn!(
@@ -60,14 +94,18 @@ impl InboundGate {
             allow_unverified_common_names: config.allow_unverified_common_names,
         };
         tracing::info!(
+            header_format = %config.header.format,
+            header = %config.header.name,
+            chain_header = config.header.chain_name.as_deref().unwrap_or("-"),
             common_names = ?policy.common_names,
             thumbprints = policy.thumbprints.len(),
             trusted_cas = policy.trust.as_ref().map_or(0, |t| t.len()),
             "inbound client-certificate policy loaded"
         );
         let cache = Cache::new(config.cache_size, config.cache_seconds);
+        let format = config.header.format;
         let Some(revocation) = &config.revocation else {
-            return Ok(Self::new(policy, cache));
+            return Ok(Self::new(policy, cache).with_format(format));
         };
         let Some(trust) = &policy.trust else {
             return Err(ConfigError::invalid(
@@ -94,14 +132,35 @@ impl InboundGate {
             check_seconds = revocation.check_seconds,
             "revocation checking on"
         );
-        Ok(Self::with_revocation(
-            policy,
-            cache,
-            crls,
-            revocation.fail_open,
-            revocation.fetch,
-        ))
+        Ok(
+            Self::with_revocation(policy, cache, crls, revocation.fail_open, revocation.fetch)
+                .with_format(format),
+        )
     }
+}
+
+/// The certificates of `CLIENT_CERT_INTERMEDIATES_PATH` and of `extra`.
+fn load_intermediates(
+    config: &InboundConfig,
+    extra: Option<&std::path::Path>,
+) -> Result<Vec<openssl::x509::X509>, ConfigError> {
+    const SETTING: &str = "CLIENT_CERT_INTERMEDIATES_PATH";
+    let mut certs = Vec::new();
+    for path in config
+        .intermediates_path
+        .iter()
+        .map(|p| p.as_path())
+        .chain(extra)
+    {
+        certs.extend(crate::pki_files::read_certificates(path).map_err(|e| {
+            ConfigError::Unreadable {
+                setting: SETTING,
+                path: path.to_owned(),
+                reason: e.to_string(),
+            }
+        })?);
+    }
+    Ok(certs)
 }
 
 /// Reads the CA path. Certificates that are not CAs (App Service's `/var/ssl/certs` holds

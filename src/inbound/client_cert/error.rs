@@ -24,6 +24,10 @@ pub enum Malformed {
     /// The configured header format (`CLIENT_CERT_HEADER_FORMAT`) was not followed.
     #[error("{0}")]
     Header(super::forwarded::HeaderError),
+    /// A certificate of the forwarded chain (1 = the first after the leaf) is not one DER
+    /// certificate.
+    #[error("forwarded chain certificate {index}: {detail}")]
+    Chain { index: usize, detail: String },
 }
 
 /// A certificate rejection. Times are Unix seconds.

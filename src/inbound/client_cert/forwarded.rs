@@ -355,7 +355,10 @@ const BASE64_SF: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose
 
 /// The members of a structured-field list (`a, b, c`); byte sequences hold no commas.
 fn split_list(value: &[u8]) -> Result<Vec<&[u8]>, CertError> {
-    let members: Vec<&[u8]> = value.split(|b| *b == b',').map(<[u8]>::trim_ascii).collect();
+    let members: Vec<&[u8]> = value
+        .split(|b| *b == b',')
+        .map(<[u8]>::trim_ascii)
+        .collect();
     if members.iter().any(|m| m.is_empty()) {
         return Err(malformed(HeaderError::NotByteSequence {
             header: "Client-Cert-Chain",
@@ -628,7 +631,11 @@ mod tests {
             err(decode(HeaderFormat::Xfcc, &[open], &[])),
             HeaderError::UnterminatedQuote
         );
-        let wrong = format!("Hash={};Cert=\"{}\"", "0".repeat(64), url_encode(&pem(LEAF)));
+        let wrong = format!(
+            "Hash={};Cert=\"{}\"",
+            "0".repeat(64),
+            url_encode(&pem(LEAF))
+        );
         assert_eq!(
             err(decode(HeaderFormat::Xfcc, &[wrong], &[])),
             HeaderError::XfccHashMismatch
@@ -678,7 +685,9 @@ mod tests {
         let ok = url_encode(&pem(LEAF));
         assert!(ok.contains("%0A"));
         assert_eq!(
-            decode(HeaderFormat::PemUrlencoded, &[ok], &[]).unwrap().leaf,
+            decode(HeaderFormat::PemUrlencoded, &[ok], &[])
+                .unwrap()
+                .leaf,
             LEAF
         );
     }
@@ -695,7 +704,11 @@ mod tests {
             );
         }
         assert!(matches!(
-            err(decode(HeaderFormat::Rfc9440, &[":QUJD:"], &[":QUJD:, , :QUJD:"])),
+            err(decode(
+                HeaderFormat::Rfc9440,
+                &[":QUJD:"],
+                &[":QUJD:, , :QUJD:"]
+            )),
             HeaderError::NotByteSequence { .. }
         ));
         // Several chain header lines are one list.
@@ -707,7 +720,11 @@ mod tests {
     fn a_chain_longer_than_the_limit_is_refused_before_decoding() {
         let members = vec![":QUJD:"; 50].join(",");
         assert!(matches!(
-            err(decode(HeaderFormat::Rfc9440, &[":REVG:"], &[members.as_str()])),
+            err(decode(
+                HeaderFormat::Rfc9440,
+                &[":REVG:"],
+                &[members.as_str()]
+            )),
             HeaderError::ChainTooLong { count: 50, .. }
         ));
         let chain: Vec<Vec<u8>> = (0..50u8).map(|i| vec![i; 4]).collect();

@@ -30,6 +30,7 @@ mod error;
 pub mod forwarded;
 pub mod header;
 mod info;
+pub mod path;
 mod policy;
 pub mod revocation;
 mod trust;
@@ -129,7 +130,39 @@ pub fn validate_with_revocation(
     revocation: Option<&Revocation<'_>>,
     now: i64,
 ) -> Result<(Accepted, RevocationStatus), CertError> {
+    validate_chain(der, &[], policy, revocation, now)
+}
+
+/// [`validate_with_revocation`] for what a front end forwarded: the leaf, and the chain
+/// it sent with it, whose certificates are only ever untrusted intermediates. Every chain
+/// certificate must be one DER certificate (else `malformed`).
+pub fn validate_forwarded(
+    forwarded: &forwarded::Forwarded,
+    policy: &Policy,
+    revocation: Option<&Revocation<'_>>,
+    now: i64,
+) -> Result<(Accepted, RevocationStatus), CertError> {
+    validate_chain(&forwarded.leaf, &forwarded.chain, policy, revocation, now)
+}
+
+fn validate_chain(
+    der: &[u8],
+    chain: &[Vec<u8>],
+    policy: &Policy,
+    revocation: Option<&Revocation<'_>>,
+    now: i64,
+) -> Result<(Accepted, RevocationStatus), CertError> {
     let cert = parse(der)?;
+    for (i, c) in chain.iter().enumerate() {
+        parse(c).map_err(|e| match e {
+            CertError::Malformed(m) => Malformed::Chain {
+                index: i + 1,
+                detail: bounded(&m.to_string(), 2 * MAX_DETAIL_CHARS),
+            }
+            .into(),
+            other => other,
+        })?;
+    }
     let validity = cert.validity();
     let (not_before, not_after) = (
         validity.not_before.timestamp(),
@@ -180,7 +213,13 @@ pub fn validate_with_revocation(
     let Some(trust) = &policy.trust else {
         return Err(untrusted("no trusted CAs are configured".to_owned()));
     };
-    let chain = trust.verify(der, &cert, now).map_err(untrusted)?;
+    let forwarded = path::decode_forwarded(chain).map_err(|i| Malformed::Chain {
+        index: i + 1,
+        detail: "cannot be read".to_owned(),
+    })?;
+    let chain = trust
+        .verify_forwarded(der, &cert, &forwarded, now)
+        .map_err(untrusted)?;
     let accepted = Accepted {
         info,
         matched_by: MatchedBy::CommonName,

@@ -13,9 +13,15 @@
 //! signature algorithms other than RSA PKCS#1 / ECDSA with SHA-2 and Ed25519, and CAs with
 //! name or policy constraints. The direct path exists because OpenSSL 3 spends most of a
 //! full verification decoding the leaf (see BENCHMARKS.md).
+//!
+//! A leaf that no configured CA issued may still reach one through untrusted
+//! intermediates (`CLIENT_CERT_INTERMEDIATES_PATH`, held here as [`Intermediates`], or the
+//! chain the front end forwarded): [`TrustAnchors::verify_forwarded`] then builds the path
+//! with `super::path`. Without intermediates the verification is exactly the above.
 //! Must not: read files or the environment (`crate::inbound` loads the CA files), or log.
 
 use super::digest::sha256;
+use super::path::{self, CaFacts, IntermediateReport, Intermediates};
 use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Public};
 use openssl::sign::Verifier;
@@ -25,6 +31,7 @@ use openssl::x509::verify::X509VerifyFlags;
 use openssl::x509::{X509StoreContext, X509};
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::OnceLock;
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::ParsedExtension;
 use x509_parser::oid_registry as oids;
@@ -80,9 +87,78 @@ pub struct TrustAnchors {
     /// Subject name DER → the anchors with that subject (usually one; two during a CA
     /// key rollover).
     by_subject: HashMap<Vec<u8>, Vec<[u8; 32]>>,
+    /// `CLIENT_CERT_INTERMEDIATES_PATH`: untrusted, only ever part of a path.
+    intermediates: Intermediates,
+    /// The anchors decoded for path building, on first use.
+    path_facts: OnceLock<Vec<CaFacts>>,
 }
 
 impl TrustAnchors {
+    /// Adds the untrusted intermediates that may complete a path to these anchors. Those
+    /// that can never be on a path (not CAs, unreadable) are left out and reported.
+    pub fn with_intermediates(mut self, certs: &[X509]) -> (Self, Vec<IntermediateReport>) {
+        let (intermediates, reports) = Intermediates::new(certs);
+        self.intermediates = intermediates;
+        (self, reports)
+    }
+
+    /// The configured untrusted intermediates.
+    pub fn intermediates(&self) -> &Intermediates {
+        &self.intermediates
+    }
+
+    /// Every certificate whose CRLs are accepted: the anchors and the configured
+    /// intermediates (a CRL is bound to its issuer's name and key, so an intermediate's CRL
+    /// speaks only for what that key signed).
+    pub fn crl_issuers(&self) -> impl Iterator<Item = &X509> {
+        self.certificates().chain(self.intermediates.certificates())
+    }
+
+    pub(super) fn path_facts(&self) -> &[CaFacts] {
+        self.path_facts
+            .get_or_init(|| path::anchor_facts(self.certificates()))
+    }
+
+    /// [`Self::verify`], also through untrusted intermediates: the configured ones and
+    /// `forwarded` (the request's chain, already decoded). With neither, exactly
+    /// [`Self::verify`]. A leaf issued by a configured CA is verified as before; otherwise,
+    /// or when that fails, a path is built (see `super::path`).
+    pub(super) fn verify_forwarded(
+        &self,
+        der: &[u8],
+        leaf: &X509Certificate<'_>,
+        forwarded: &[CaFacts],
+        now: i64,
+    ) -> Result<VerifiedChain, String> {
+        if forwarded.is_empty() && self.intermediates.is_empty() {
+            return self.verify(der, leaf, now);
+        }
+        let direct = self
+            .by_subject
+            .contains_key(leaf.issuer().as_raw())
+            .then(|| self.verify(der, leaf, now));
+        match direct {
+            Some(Ok(chain)) => Ok(chain),
+            Some(Err(reason)) => path::build(leaf, der, self, &self.intermediates, forwarded, now)
+                .map_err(|_| reason),
+            None => path::build(leaf, der, self, &self.intermediates, forwarded, now),
+        }
+    }
+
+    /// OpenSSL's verifier with `untrusted` intermediates (for paths through CAs with
+    /// constraints only it enforces); the CAs above the leaf.
+    pub(super) fn verify_with_untrusted(
+        &self,
+        leaf: &X509,
+        untrusted: &[X509],
+    ) -> Result<Vec<X509>, String> {
+        let mut stack = Stack::new().map_err(|e| e.to_string())?;
+        for c in untrusted {
+            stack.push(c.clone()).map_err(|e| e.to_string())?;
+        }
+        self.openssl_chain_with(leaf, &stack)
+    }
+
     /// Builds the trust store. Certificates that are not CAs are refused rather than
     /// silently trusted as issuers.
     pub fn new(certs: Vec<X509>) -> Result<Self, TrustError> {
@@ -114,6 +190,8 @@ impl TrustAnchors {
             store: builder.build(),
             anchors,
             by_subject,
+            intermediates: Intermediates::default(),
+            path_facts: OnceLock::new(),
         })
     }
 
@@ -235,9 +313,17 @@ impl TrustAnchors {
     fn verify_with_openssl(&self, der: &[u8]) -> Result<Vec<X509>, String> {
         let leaf = X509::from_der(der).map_err(|e| e.to_string())?;
         let untrusted = Stack::new().map_err(|e| e.to_string())?;
+        self.openssl_chain_with(&leaf, &untrusted)
+    }
+
+    fn openssl_chain_with(
+        &self,
+        leaf: &X509,
+        untrusted: &openssl::stack::StackRef<X509>,
+    ) -> Result<Vec<X509>, String> {
         let mut ctx = X509StoreContext::new().map_err(|e| e.to_string())?;
         let (ok, error, depth, chain) = ctx
-            .init(&self.store, &leaf, &untrusted, |c| {
+            .init(&self.store, leaf, untrusted, |c| {
                 let ok = c.verify_cert()?;
                 let chain: Vec<X509> = c
                     .chain()
@@ -262,7 +348,7 @@ enum Direct {
 
 /// The digest to verify the certificate's signature with: `Some(None)` for Ed25519, which
 /// hashes internally, and `None` when the direct path does not handle the algorithm.
-fn signature_digest(cert: &X509Certificate<'_>) -> Option<Option<MessageDigest>> {
+pub(super) fn signature_digest(cert: &X509Certificate<'_>) -> Option<Option<MessageDigest>> {
     let outer = &cert.signature_algorithm;
     // The algorithm inside the signed part must be the one used (RFC 5280 4.1.1.2).
     if outer != &cert.tbs_certificate.signature {
@@ -284,7 +370,7 @@ fn signature_digest(cert: &X509Certificate<'_>) -> Option<Option<MessageDigest>>
     Some(Some(digest))
 }
 
-fn verify_signature(
+pub(super) fn verify_signature(
     key: &PKey<Public>,
     digest: Option<MessageDigest>,
     tbs: &[u8],
