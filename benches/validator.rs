@@ -51,6 +51,7 @@ fn policy(ca: &Issued) -> Policy {
         common_names: vec![CN.to_owned()],
         trust: Some(TrustAnchors::new(vec![ca.cert.clone()]).unwrap()),
         allow_unverified_common_names: false,
+        allow_weak_keys: false,
     }
 }
 

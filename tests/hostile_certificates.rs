@@ -38,6 +38,7 @@ fn cached_rejections_of_certificates_with_thousands_of_ekus_stay_small() {
             common_names: vec!["api-client.contoso.com".to_owned()],
             trust: None,
             allow_unverified_common_names: false,
+            allow_weak_keys: false,
         },
         ValidationCache::new(10_000, 300),
     );
@@ -68,6 +69,7 @@ fn the_cache_holds_no_more_bytes_than_its_budget_whatever_the_entries() {
             common_names: Vec::new(),
             trust: None,
             allow_unverified_common_names: false,
+            allow_weak_keys: false,
         },
         ValidationCache::with_max_bytes(10_000, 300, budget),
     );

@@ -421,7 +421,7 @@ fn an_intermediate_with_a_negative_serial_is_found_on_its_roots_crl() {
         .unwrap();
     for serial in [-5, -255, -128, -65_536] {
         let issuing = CertSpec::ca("Negative Issuing CA", t, 365)
-            .with_serial(serial)
+            .with_signed_serial(serial)
             .issued_by(&root)
             .unwrap();
         let client = CertSpec::leaf(PARTNER_CN, t, 30)
@@ -444,11 +444,11 @@ fn an_intermediate_with_a_negative_serial_is_found_on_its_roots_crl() {
     }
     // A positive serial with the same magnitude bytes is a different certificate.
     let issuing = CertSpec::ca("Negative Issuing CA", t, 365)
-        .with_serial(128)
+        .with_signed_serial(128)
         .issued_by(&root)
         .unwrap();
     let impostor = CertSpec::ca("Negative Issuing CA", t, 365)
-        .with_serial(-128)
+        .with_signed_serial(-128)
         .issued_by(&root)
         .unwrap();
     let client = CertSpec::leaf(PARTNER_CN, t, 30)

@@ -55,6 +55,7 @@ fn fixture() -> &'static Fixture {
                 common_names: vec!["api-client.contoso.com".to_owned()],
                 trust,
                 allow_unverified_common_names: false,
+                allow_weak_keys: false,
             },
             crls: CrlSet::new(crls),
         }

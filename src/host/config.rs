@@ -63,6 +63,7 @@ mod tests {
         assert_eq!(c.inbound.common_names, vec![DEFAULT_COMMON_NAME]);
         assert!(c.inbound.thumbprints.is_empty());
         assert!(!c.inbound.allow_unverified_common_names);
+        assert!(!c.inbound.allow_weak_keys);
     }
     #[test]
     fn a_bad_boolean_or_port_fails_naming_the_setting() {

@@ -90,6 +90,7 @@ fn cert_message(e: &CertError) -> &'static str {
             "client certificate is not valid for client authentication"
         }
         CertError::CaCertificate => "a CA certificate cannot be a client certificate",
+        CertError::WeakKey { .. } => "client certificate key or signature algorithm is too weak",
         CertError::UntrustedChain { .. } => "client certificate does not chain to a trusted CA",
         CertError::Revoked { .. } => "client certificate has been revoked",
         CertError::RevocationUnknown { .. } => {

@@ -24,6 +24,9 @@ pub struct InboundConfig {
     pub ca_path: Option<PathBuf>,
     /// `ALLOW_UNVERIFIED_COMMON_NAMES`
     pub allow_unverified_common_names: bool,
+    /// `CLIENT_CERT_ALLOW_WEAK_KEYS`: accept keys and signature algorithms below the key
+    /// policy, in client certificates and CAs (legacy partners only).
+    pub allow_weak_keys: bool,
     /// `CLIENT_CERT_CACHE_SIZE` (0 turns the cache off)
     pub cache_size: usize,
     /// `CLIENT_CERT_CACHE_SECONDS`
@@ -229,6 +232,7 @@ impl InboundConfig {
             ca_path,
             revocation,
             allow_unverified_common_names: parse_bool(env, "ALLOW_UNVERIFIED_COMMON_NAMES", false)?,
+            allow_weak_keys: parse_bool(env, "CLIENT_CERT_ALLOW_WEAK_KEYS", false)?,
             cache_size: parse_number(env, "CLIENT_CERT_CACHE_SIZE", 10_000)?,
             cache_seconds: parse_number(env, "CLIENT_CERT_CACHE_SECONDS", 300)?,
         })
@@ -380,5 +384,14 @@ mod tests {
         let e = InboundConfig::from_env(&env(&[("CLIENT_CERT_REVOCATION_FAIL_OPEN", "maybe")]))
             .unwrap_err();
         assert_eq!(e.setting(), "CLIENT_CERT_REVOCATION_FAIL_OPEN");
+    }
+
+    #[test]
+    fn weak_keys_are_allowed_only_by_an_explicit_true_and_a_typo_names_the_setting() {
+        let c = InboundConfig::from_env(&env(&[("CLIENT_CERT_ALLOW_WEAK_KEYS", "true")])).unwrap();
+        assert!(c.allow_weak_keys);
+        let e =
+            InboundConfig::from_env(&env(&[("CLIENT_CERT_ALLOW_WEAK_KEYS", "ture")])).unwrap_err();
+        assert_eq!(e.setting(), "CLIENT_CERT_ALLOW_WEAK_KEYS");
     }
 }

@@ -12,7 +12,10 @@
 //! All of this runs in one background task: no request ever waits on a file or a CA. A
 //! file that cannot be read, parsed or verified keeps the previous good set and logs an
 //! error; a failed download keeps the previous CRL from that URL and is retried after the
-//! check interval. The first request for a certificate whose issuer's CRL has never been
+//! check interval. A CRL that parses and verifies but is refused by the strict CRL rules
+//! (its signer lacks cRLSign, or it has a critical extension the check does not implement)
+//! is left out and logged once per CRL: its issuer then has no CRL, as if none was
+//! published. The first request for a certificate whose issuer's CRL has never been
 //! fetched gets `revocation_unknown` (or is accepted when fail-open) while the fetch runs.
 //!
 //! Must not: decide whether a certificate is revoked (`client_cert::revocation` does), or
@@ -70,7 +73,9 @@ impl LoadedCrls {
 
 /// Reads every CRL under `path` and verifies each against `trust`. CRLs from issuers that
 /// are not trusted CAs are skipped with a warning (a shared directory may hold others);
-/// anything unreadable, unparsable or with a bad signature fails the whole read.
+/// a CRL that is refused (signer without cRLSign, critical extension not implemented) is
+/// skipped with an error, once per read, and its issuer then has no CRL; anything
+/// unreadable, unparsable or with a bad signature fails the whole read.
 pub fn read_crl_path(path: &Path, trust: &TrustAnchors) -> Result<LoadedCrls, CrlStoreError> {
     let mut loaded = LoadedCrls::default();
     for file in crl_files(path)? {
@@ -89,6 +94,7 @@ pub fn read_crl_path(path: &Path, trust: &TrustAnchors) -> Result<LoadedCrls, Cr
                 Err(e @ CrlError::UnknownIssuer { .. }) => {
                     tracing::warn!(error = %e, "skipping a CRL from an untrusted issuer");
                 }
+                Err(e) if e.counts_as_missing() => log_refused(&der, &e, "CLIENT_CERT_CRL_PATH"),
                 Err(e) => return Err(e.into()),
             }
         }
@@ -100,6 +106,26 @@ pub fn read_crl_path(path: &Path, trust: &TrustAnchors) -> Result<LoadedCrls, Cr
         );
     }
     Ok(loaded)
+}
+
+/// The one log line for a refused CRL: once per CRL (by its SHA-256) in this process,
+/// however often the file is re-read or the URL re-fetched.
+fn log_refused(der: &[u8], e: &CrlError, setting: &'static str) {
+    static REPORTED: std::sync::Mutex<Option<std::collections::HashSet<[u8; 32]>>> =
+        std::sync::Mutex::new(None);
+    let digest = crate::inbound::client_cert::sha256(der);
+    let first = REPORTED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get_or_insert_with(Default::default)
+        .insert(digest);
+    if first {
+        tracing::error!(
+            error = %e,
+            setting,
+            "CRL refused; certificates of its issuer are revocation_unknown until a usable CRL arrives"
+        );
+    }
 }
 
 /// The file itself, or the visible files directly in the directory, in name order.
@@ -326,11 +352,17 @@ impl Refresher {
                 Download::NotModified => Ok(None),
                 Download::Body(bytes, validators) => {
                     let digest = crate::inbound::client_cert::sha256(&bytes);
-                    let crls = split_crl_file(&bytes)?
-                        .iter()
-                        .map(|der| Crl::verify(der, trust, &url).map(Arc::new))
-                        .collect::<Result<Vec<_>, _>>()
-                        .map_err(|e| e.to_string())?;
+                    let mut crls = Vec::new();
+                    for der in split_crl_file(&bytes)? {
+                        match Crl::verify(&der, trust, &url) {
+                            Ok(crl) => crls.push(Arc::new(crl)),
+                            // Counts as missing: left out, logged once per CRL.
+                            Err(e) if e.counts_as_missing() => {
+                                log_refused(&der, &e, "CLIENT_CERT_CRL_FETCH");
+                            }
+                            Err(e) => return Err(e.to_string()),
+                        }
+                    }
                     Ok(Some((digest, crls, validators)))
                 }
             });

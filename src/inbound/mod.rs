@@ -16,7 +16,7 @@ pub mod gate;
 pub use gate::InboundGate;
 
 use crate::inbound::cache::ValidationCache as Cache;
-use crate::inbound::client_cert::{CrlSet, Policy, Thumbprint};
+use crate::inbound::client_cert::{AnchorOptions, CrlSet, Policy, Thumbprint, WeakCa};
 
 use crate::inbound::config::InboundConfig;
 use crate::settings::ConfigError;
@@ -34,13 +34,22 @@ impl InboundGate {
         config: &InboundConfig,
         extra: Option<&std::path::Path>,
     ) -> Result<Self, ConfigError> {
+        if config.allow_weak_keys {
+            tracing::warn!(
+                setting = "CLIENT_CERT_ALLOW_WEAK_KEYS",
+                "INSECURE: client certificates and CAs with RSA keys under 2048 bits, curves \
+                 other than P-256/P-384/P-521, DSA keys or MD5/SHA-1 signatures are accepted; \
+                 such keys can be broken and such signatures forged. For legacy partners only"
+            );
+        }
         let trust = match &config.ca_path {
             None => None,
-            Some(path) => Some(load_trust(path)?),
+            Some(path) => Some(load_trust(path, config.allow_weak_keys, WeakCa::Refuse)?),
         };
         let trust = match (trust, load_intermediates(config, extra)?) {
             (Some(trust), intermediates) if !intermediates.is_empty() => {
-                let (trust, reports) = trust.with_intermediates(&intermediates);
+                let (trust, reports) =
+                    trust.with_intermediates(&intermediates, config.allow_weak_keys);
                 for r in reports {
                     tracing::warn!(
                         setting = "CLIENT_CERT_INTERMEDIATES_PATH",
@@ -92,6 +101,7 @@ impl InboundGate {
             common_names: config.common_names.clone(),
             trust,
             allow_unverified_common_names: config.allow_unverified_common_names,
+            allow_weak_keys: config.allow_weak_keys,
         };
         tracing::info!(
             header_format = %config.header.format,
@@ -164,8 +174,16 @@ fn load_intermediates(
 }
 
 /// Reads the CA path. Certificates that are not CAs (App Service's `/var/ssl/certs` holds
-/// every uploaded public certificate) are skipped with a warning, not trusted.
-fn load_trust(path: &std::path::Path) -> Result<client_cert::TrustAnchors, ConfigError> {
+/// every uploaded public certificate) are skipped with a warning, not trusted. A CA below
+/// the key policy fails with [`WeakCa::Refuse`] (start-up: the error names the setting and
+/// the certificate) and is skipped with an error logged with [`WeakCa::Skip`] (a CA set
+/// re-read while running). A CA that breaks the profile is logged as an error once: it
+/// vouches for nothing, and leaves it issued are refused with its defect as the reason.
+pub fn load_trust(
+    path: &std::path::Path,
+    allow_weak_keys: bool,
+    weak_ca: WeakCa,
+) -> Result<client_cert::TrustAnchors, ConfigError> {
     const SETTING: &str = "CLIENT_CERT_CA_PATH";
     let certs = crate::pki_files::read_certificates(path).map_err(|e| ConfigError::Unreadable {
         setting: SETTING,
@@ -186,7 +204,40 @@ fn load_trust(path: &std::path::Path) -> Result<client_cert::TrustAnchors, Confi
             format!("{} holds no CA certificates", path.display()),
         ));
     }
-    client_cert::TrustAnchors::new(cas).map_err(|e| ConfigError::invalid(SETTING, e.to_string()))
+    let options = AnchorOptions {
+        allow_weak_keys,
+        weak_ca,
+    };
+    let (anchors, weak) = client_cert::TrustAnchors::build(cas, options)
+        .map_err(|e| ConfigError::invalid(SETTING, e.to_string()))?;
+    for ca in &weak {
+        if ca.kept {
+            tracing::warn!(
+                setting = "CLIENT_CERT_ALLOW_WEAK_KEYS",
+                subject = ?ca.subject,
+                sha256 = %ca.sha256,
+                reason = %ca.reason,
+                "trusting a CA below the key policy because weak keys are allowed"
+            );
+        } else {
+            tracing::error!(
+                setting = SETTING,
+                subject = ?ca.subject,
+                sha256 = %ca.sha256,
+                reason = %ca.reason,
+                "skipping a CA below the key policy (CLIENT_CERT_ALLOW_WEAK_KEYS=true accepts it)"
+            );
+        }
+    }
+    for (subject, defect) in anchors.defects() {
+        tracing::error!(
+            setting = SETTING,
+            subject = ?subject,
+            reason = %defect,
+            "this CA breaks the X.509 profile and vouches for no client certificate"
+        );
+    }
+    Ok(anchors)
 }
 
 fn is_ca(cert: &openssl::x509::X509) -> bool {

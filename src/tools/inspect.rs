@@ -483,8 +483,16 @@ pub fn advice(e: &CertError, info: &CertificateInfo) -> String {
             the format your front end sends, and that nothing between it and the app rewrites \
             the header"
             .to_owned(),
+        CertError::Malformed(client_cert::Malformed::Profile { .. }) => "the certificate \
+            itself breaks the X.509 profile (see the reason); the partner's CA must issue a \
+            well-formed certificate"
+            .to_owned(),
         CertError::Malformed(_) => "the header does not hold one base64 DER certificate; \
             something between the partner and the app rewrote it"
+            .to_owned(),
+        CertError::WeakKey { .. } => "the partner must get a certificate with an RSA key of \
+            at least 2048 bits or an ECDSA key on P-256/P-384/P-521, signed with SHA-256 or \
+            better; CLIENT_CERT_ALLOW_WEAK_KEYS=true accepts it meanwhile (insecure)"
             .to_owned(),
         CertError::NotYetValid { not_before, .. } => format!(
             "the certificate starts being valid at {}; check the partner's clock or wait",

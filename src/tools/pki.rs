@@ -5,14 +5,15 @@
 //! Must not: decide whether a certificate is acceptable (that is `client_cert`), or read
 //! configuration. Everything here is deterministic apart from key generation and serials.
 
-use openssl::asn1::{Asn1Integer, Asn1Time};
+use openssl::asn1::{Asn1Integer, Asn1Object, Asn1OctetString, Asn1Time};
 use openssl::bn::{BigNum, MsbOption};
-use openssl::ec::{EcGroup, EcKey};
+use openssl::dsa::Dsa;
+use openssl::ec::{Asn1Flag, EcGroup, EcKey};
 use openssl::error::ErrorStack;
 use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
 use openssl::pkcs12::Pkcs12;
-use openssl::pkey::{PKey, Private};
+use openssl::pkey::{Id, PKey, Private};
 use openssl::rsa::Rsa;
 use openssl::stack::Stack;
 use openssl::x509::extension::{
@@ -29,6 +30,35 @@ pub enum KeyKind {
     EcP256,
     /// RSA 2048, what most partner PKIs still issue.
     Rsa2048,
+    /// RSA with another modulus size (tests of the key policy).
+    Rsa(u32),
+    /// ECDSA on a named curve, given by NID.
+    Ec(Nid),
+    /// ECDSA on a named curve, but with the curve's parameters spelled out in the
+    /// certificate instead of its name.
+    EcExplicit(Nid),
+    /// DSA with a modulus of this many bits.
+    Dsa(u32),
+    Ed25519,
+}
+
+/// The digest a generated certificate is signed with (ignored for Ed25519 issuers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SigDigest {
+    #[default]
+    Sha256,
+    Sha1,
+    Md5,
+}
+
+/// An extension given as raw DER, for certificates no builder makes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawExtension {
+    /// Dotted OID.
+    pub oid: String,
+    pub critical: bool,
+    /// The DER of the value (the contents of extnValue).
+    pub value: Vec<u8>,
 }
 
 /// An extended key usage to put in a certificate.
@@ -40,6 +70,15 @@ pub enum Eku {
     Any,
     /// Any other OID in dotted form.
     Other(String),
+}
+
+/// A fixed serial number for [`CertSpec`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Serial {
+    /// Any integer, negative ones included.
+    Signed(i64),
+    /// Unsigned big-endian bytes (for lengths beyond `i64`).
+    Unsigned(Vec<u8>),
 }
 
 /// What to put in a certificate. Built with [`CertSpec::leaf`] or [`CertSpec::ca`] and
@@ -64,8 +103,16 @@ pub struct CertSpec {
     pub authority_key_id: bool,
     /// An OpenSSL-syntax nameConstraints value, e.g. `critical,permitted;DNS:example.com`.
     pub name_constraints: Option<String>,
-    /// A fixed serial number (may be negative, as some real CAs issue); `None` is random.
-    pub serial: Option<i64>,
+    /// The X.509 version field: 2 (v3, the default), 1 (v2) or 0 (v1).
+    pub version: i32,
+    /// A fixed serial number; random (127 bits) when `None`.
+    pub serial: Option<Serial>,
+    pub digest: SigDigest,
+    /// Standard extensions to leave out (basicConstraints, keyUsage, subjectKeyIdentifier,
+    /// authorityKeyIdentifier, by NID).
+    pub omit: Vec<Nid>,
+    /// Extensions appended after the standard ones, as given.
+    pub raw_extensions: Vec<RawExtension>,
 }
 
 /// A certificate with its private key.
@@ -102,7 +149,11 @@ impl CertSpec {
             crl_distribution_points: Vec::new(),
             authority_key_id: true,
             name_constraints: None,
+            version: 2,
             serial: None,
+            digest: SigDigest::Sha256,
+            omit: Vec::new(),
+            raw_extensions: Vec::new(),
         }
     }
 
@@ -161,8 +212,41 @@ impl CertSpec {
         self
     }
 
-    pub fn with_serial(mut self, serial: i64) -> Self {
-        self.serial = Some(serial);
+    pub fn with_version(mut self, version: i32) -> Self {
+        self.version = version;
+        self
+    }
+
+    /// A serial from its unsigned big-endian bytes.
+    pub fn with_serial(mut self, serial: &[u8]) -> Self {
+        self.serial = Some(Serial::Unsigned(serial.to_vec()));
+        self
+    }
+
+    /// A serial that may be negative, as some real CAs issue.
+    pub fn with_signed_serial(mut self, serial: i64) -> Self {
+        self.serial = Some(Serial::Signed(serial));
+        self
+    }
+
+    pub fn with_digest(mut self, digest: SigDigest) -> Self {
+        self.digest = digest;
+        self
+    }
+
+    /// Leaves out the standard extension with this NID.
+    pub fn without(mut self, nid: Nid) -> Self {
+        self.omit.push(nid);
+        self
+    }
+
+    /// Appends an extension with a raw DER value (`oid` dotted).
+    pub fn with_raw_extension(mut self, oid: &str, critical: bool, value: &[u8]) -> Self {
+        self.raw_extensions.push(RawExtension {
+            oid: oid.to_owned(),
+            critical,
+            value: value.to_vec(),
+        });
         self
     }
 
@@ -198,10 +282,11 @@ impl CertSpec {
     fn build(&self, key: &PKey<Private>, issuer: Option<&Issued>) -> Result<X509, ErrorStack> {
         let name = build_name(&self.subject)?;
         let mut b = X509::builder()?;
-        b.set_version(2)?;
-        let serial = match self.serial {
+        b.set_version(self.version)?;
+        let serial = match &self.serial {
             None => random_serial()?,
-            Some(n) => fixed_serial(n)?,
+            Some(Serial::Signed(n)) => fixed_serial(*n)?,
+            Some(Serial::Unsigned(bytes)) => BigNum::from_slice(bytes)?.to_asn1_integer()?,
         };
         b.set_serial_number(&serial)?;
         b.set_subject_name(&name)?;
@@ -217,25 +302,24 @@ impl CertSpec {
         b.set_not_before(&not_before)?;
         b.set_not_after(&not_after)?;
 
-        if self.is_ca {
-            b.append_extension(BasicConstraints::new().critical().ca().build()?)?;
-            b.append_extension(
-                KeyUsage::new()
-                    .critical()
-                    .key_cert_sign()
-                    .crl_sign()
-                    .digital_signature()
-                    .build()?,
-            )?;
-        } else {
-            b.append_extension(BasicConstraints::new().critical().build()?)?;
-            b.append_extension(
-                KeyUsage::new()
-                    .critical()
-                    .digital_signature()
-                    .key_encipherment()
-                    .build()?,
-            )?;
+        let keep = |nid: Nid| !self.omit.contains(&nid);
+        if keep(Nid::BASIC_CONSTRAINTS) {
+            let mut bc = BasicConstraints::new();
+            bc.critical();
+            if self.is_ca {
+                bc.ca();
+            }
+            b.append_extension(bc.build()?)?;
+        }
+        if keep(Nid::KEY_USAGE) {
+            let mut ku = KeyUsage::new();
+            ku.critical().digital_signature();
+            if self.is_ca {
+                ku.key_cert_sign().crl_sign();
+            } else {
+                ku.key_encipherment();
+            }
+            b.append_extension(ku.build()?)?;
         }
         if let Some(ekus) = &self.ekus {
             let mut e = ExtendedKeyUsage::new();
@@ -249,9 +333,12 @@ impl CertSpec {
             }
             b.append_extension(e.build()?)?;
         }
-        let ski = SubjectKeyIdentifier::new().build(&b.x509v3_context(None, None))?;
-        b.append_extension(ski)?;
-        if let Some(i) = issuer.filter(|_| self.authority_key_id) {
+        if keep(Nid::SUBJECT_KEY_IDENTIFIER) {
+            let ski = SubjectKeyIdentifier::new().build(&b.x509v3_context(None, None))?;
+            b.append_extension(ski)?;
+        }
+        let aki = self.authority_key_id && keep(Nid::AUTHORITY_KEY_IDENTIFIER);
+        if let Some(i) = issuer.filter(|_| aki) {
             let aki = AuthorityKeyIdentifier::new()
                 .keyid(true)
                 .build(&b.x509v3_context(Some(&i.cert), None))?;
@@ -284,8 +371,22 @@ impl CertSpec {
             let ext = X509Extension::new_nid(None, None, Nid::NAME_CONSTRAINTS, nc)?;
             b.append_extension(ext)?;
         }
+        for raw in &self.raw_extensions {
+            let oid = Asn1Object::from_str(&raw.oid)?;
+            let value = Asn1OctetString::new_from_bytes(&raw.value)?;
+            b.append_extension(X509Extension::new_from_der(&oid, raw.critical, &value)?)?;
+        }
         let signer = issuer.map_or(key, |i| &i.key);
-        b.sign(signer, MessageDigest::sha256())?;
+        let digest = if signer.id() == Id::ED25519 {
+            MessageDigest::null()
+        } else {
+            match self.digest {
+                SigDigest::Sha256 => MessageDigest::sha256(),
+                SigDigest::Sha1 => MessageDigest::sha1(),
+                SigDigest::Md5 => MessageDigest::md5(),
+            }
+        };
+        b.sign(signer, digest)?;
         Ok(b.build())
     }
 }
@@ -335,6 +436,18 @@ pub fn generate_key(kind: KeyKind) -> Result<PKey<Private>, ErrorStack> {
             PKey::from_ec_key(EcKey::generate(&group)?)
         }
         KeyKind::Rsa2048 => PKey::from_rsa(Rsa::generate(2048)?),
+        KeyKind::Rsa(bits) => PKey::from_rsa(Rsa::generate(bits)?),
+        KeyKind::Ec(curve) => {
+            let group = EcGroup::from_curve_name(curve)?;
+            PKey::from_ec_key(EcKey::generate(&group)?)
+        }
+        KeyKind::EcExplicit(curve) => {
+            let mut group = EcGroup::from_curve_name(curve)?;
+            group.set_asn1_flag(Asn1Flag::EXPLICIT_CURVE);
+            PKey::from_ec_key(EcKey::generate(&group)?)
+        }
+        KeyKind::Dsa(bits) => PKey::from_dsa(Dsa::generate(bits)?),
+        KeyKind::Ed25519 => PKey::generate_ed25519(),
     }
 }
 

@@ -59,6 +59,7 @@ pub fn policy(cns: &[&str], trust: Option<TrustAnchors>) -> Policy {
         common_names: cns.iter().map(|s| (*s).to_owned()).collect(),
         trust,
         allow_unverified_common_names: false,
+        allow_weak_keys: false,
     }
 }
 

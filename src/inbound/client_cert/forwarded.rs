@@ -23,7 +23,8 @@
 //! intermediates: nothing here or in the caller makes them trust anchors.
 //! Must not: parse certificates beyond finding their DER (that is `validate`), or do I/O.
 
-use super::error::{CertError, Malformed};
+use super::digest::{hex_upper, sha256};
+use super::error::{CertError, HeaderError, Malformed};
 use super::header::{self, MAX_HEADER_BYTES};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -96,50 +97,6 @@ impl fmt::Display for HeaderFormat {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
-}
-
-/// Why a header in one of the forwarded formats did not hold one certificate.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum HeaderError {
-    #[error("{count} {header} header values, expected one")]
-    Repeated { header: &'static str, count: usize },
-    #[error("{header} header is {len} bytes, more than the {max} allowed")]
-    TooLarge {
-        header: &'static str,
-        len: usize,
-        max: usize,
-    },
-    #[error("bad percent-encoding at byte {at}")]
-    BadPercentEncoding { at: usize },
-    #[error("URL-decoded value is not UTF-8 text")]
-    NotText,
-    #[error("expected one PEM certificate, found {found}")]
-    PemCount { found: usize },
-    #[error("PEM armour is incomplete or holds something besides certificates")]
-    BadPem,
-    #[error("PEM body is not base64: {detail}")]
-    PemNotBase64 { detail: String },
-    #[error("XFCC has {count} elements; only one (the front end's) is accepted")]
-    XfccElements { count: usize },
-    #[error("XFCC value has an unterminated quoted string")]
-    UnterminatedQuote,
-    #[error("XFCC pair {pair:?} has no '='")]
-    XfccPair { pair: String },
-    #[error("XFCC key {key} appears more than once")]
-    XfccDuplicate { key: &'static str },
-    #[error("XFCC element has no Cert (the front end must forward the certificate)")]
-    XfccNoCert,
-    #[error("XFCC Hash is not 64 hex digits")]
-    XfccBadHash,
-    #[error("XFCC Hash does not match the SHA-256 of Cert")]
-    XfccHashMismatch,
-    #[error("{header} is not a structured-field byte sequence: {detail}")]
-    NotByteSequence {
-        header: &'static str,
-        detail: String,
-    },
-    #[error("forwarded chain has {count} certificates, more than the {max} accepted")]
-    ChainTooLong { count: usize, max: usize },
 }
 
 /// What a front end forwarded: the leaf and the untrusted certificates sent with it.
@@ -461,7 +418,7 @@ fn decode_xfcc(value: &[u8]) -> Result<Forwarded, CertError> {
     let leaf = certs.remove(0);
     if let Some(hash) = hash {
         let digest = parse_hex32(&hash).ok_or_else(|| malformed(HeaderError::XfccBadHash))?;
-        if digest != super::sha256(&leaf) {
+        if digest != sha256(&leaf) {
             return Err(malformed(HeaderError::XfccHashMismatch));
         }
     }
@@ -537,7 +494,7 @@ pub fn encode(format: HeaderFormat, leaf: &[u8], chain: &[Vec<u8>]) -> (String, 
         HeaderFormat::Arr => (STANDARD.encode(leaf), None),
         HeaderFormat::PemUrlencoded => (url_encode(&pem(leaf)), None),
         HeaderFormat::Xfcc => {
-            let hash = super::info::hex_upper(&super::sha256(leaf)).to_ascii_lowercase();
+            let hash = hex_upper(&sha256(leaf)).to_ascii_lowercase();
             let mut value = format!("Hash={hash};Cert=\"{}\"", url_encode(&pem(leaf)));
             if !chain.is_empty() {
                 // Envoy's Chain is the whole chain, leaf first.

@@ -4,6 +4,7 @@
 //! Owns: reading names, SANs, EKUs, validity and fingerprints out of a parsed certificate.
 //! Must not: judge the certificate.
 
+use super::digest::hex_upper;
 use super::policy::Thumbprint;
 use serde::Serialize;
 use x509_parser::certificate::X509Certificate;
@@ -85,11 +86,6 @@ impl CertificateInfo {
             is_ca: cert.is_ca(),
         }
     }
-}
-
-/// Uppercase hex without separators, as serial numbers and thumbprints are shown.
-pub(crate) fn hex_upper(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02X}")).collect()
 }
 
 pub(crate) fn eku_names(eku: &x509_parser::extensions::ExtendedKeyUsage<'_>) -> Vec<String> {

@@ -5,12 +5,18 @@
 //! 1. exactly one header value holding base64 (or PEM) of exactly one DER certificate, in
 //!    DER proper (minimal lengths: another encoding of the same certificate would be
 //!    another thumbprint and another cache entry);
-//! 2. `now` within the certificate's validity period, even for pinned certificates;
-//! 3. an EKU extension, when present, allows clientAuth or anyExtendedKeyUsage, and the
-//!    certificate is not a CA;
-//! 4. a pinned thumbprint accepts; otherwise a single, exactly matching subject CN accepts
-//!    only with a chain to a trusted CA (or in the seed's unverified mode);
-//! 5. when revocation checking is on ([`validate_with_revocation`]), every certificate of a
+//! 2. the certificate meets the profile ([`profile`]: every extension decodes, appears once
+//!    and is processed when critical; RFC 5280 rules) — else `malformed`;
+//! 3. `now` within the certificate's validity period, even for pinned certificates;
+//! 4. an EKU extension, when present, lists clientAuth itself (anyExtendedKeyUsage alone
+//!    does not count), and the certificate is not a CA;
+//! 5. the key and signature algorithm meet the key policy (else `weak_key`, unless
+//!    [`Policy::allow_weak_keys`]);
+//! 6. a pinned thumbprint accepts; otherwise a single, exactly matching subject CN accepts
+//!    only with a chain to a trusted CA (or in the seed's unverified mode). Every CA on
+//!    that chain meets the same profile and key policy (checked when the CAs are loaded),
+//!    and the verdict does not depend on which route `trust` verifies the chain by;
+//! 7. when revocation checking is on ([`validate_with_revocation`]), every certificate of a
 //!    chain to a trusted CA is looked up on its issuer's CRL (see [`revocation`]). This
 //!    includes pinned certificates and unverified-mode CN matches *when they chain* to a
 //!    configured CA: a pin must not resurrect a certificate its CA revoked. Whether it
@@ -32,15 +38,18 @@ pub mod header;
 mod info;
 pub mod path;
 mod policy;
+pub mod profile;
 pub mod revocation;
 mod trust;
 
 pub use digest::sha256;
-pub use error::{CertError, Malformed};
+pub use error::{CertError, HeaderError, Malformed};
 pub use info::CertificateInfo;
 pub use policy::{Policy, Thumbprint, ThumbprintError};
 pub use revocation::{Crl, CrlError, CrlSet, Revocation, RevocationStatus};
-pub use trust::{TrustAnchors, TrustError, VerifiedChain};
+pub use trust::{
+    AnchorOptions, Route, TrustAnchors, TrustError, VerifiedChain, WeakCa, WeakCaReport,
+};
 
 use serde::Serialize;
 use x509_parser::certificate::X509Certificate;
@@ -153,6 +162,7 @@ fn validate_chain(
     now: i64,
 ) -> Result<(Accepted, RevocationStatus), CertError> {
     let cert = parse(der)?;
+    profile::check(&cert).map_err(|v| Malformed::Profile { detail: v.0 })?;
     for (i, c) in chain.iter().enumerate() {
         parse(c).map_err(|e| match e {
             CertError::Malformed(m) => Malformed::Chain {
@@ -175,6 +185,13 @@ fn validate_chain(
         return Err(CertError::Expired { not_after, now });
     }
     check_usage(&cert)?;
+    if let Err(weak) = profile::check_keys(&cert, true) {
+        if weak.always_refused || !policy.allow_weak_keys {
+            return Err(CertError::WeakKey {
+                reason: weak.reason,
+            });
+        }
+    }
 
     let (sha1, sha256) = Thumbprint::of_der(der);
     let info = CertificateInfo::from_parsed(&cert, (sha1, sha256));
@@ -213,10 +230,11 @@ fn validate_chain(
     let Some(trust) = &policy.trust else {
         return Err(untrusted("no trusted CAs are configured".to_owned()));
     };
-    let forwarded = path::decode_forwarded(chain).map_err(|i| Malformed::Chain {
-        index: i + 1,
-        detail: "cannot be read".to_owned(),
-    })?;
+    let forwarded =
+        path::decode_forwarded(chain, policy.allow_weak_keys).map_err(|i| Malformed::Chain {
+            index: i + 1,
+            detail: "cannot be read".to_owned(),
+        })?;
     let chain = trust
         .verify_forwarded(der, &cert, &forwarded, now)
         .map_err(untrusted)?;
@@ -333,7 +351,9 @@ fn check_usage(cert: &X509Certificate<'_>) -> Result<(), CertError> {
         })
     };
     if let Some(eku) = cert.extended_key_usage().map_err(bad_extension)? {
-        if !(eku.value.client_auth || eku.value.any) {
+        // anyExtendedKeyUsage alone is not enough: OpenSSL's sslclient purpose and pyca's
+        // client verifier refuse it too.
+        if !eku.value.client_auth {
             return Err(CertError::NotForClientAuth {
                 ekus: bounded_list(&info::eku_names(eku.value)),
             });

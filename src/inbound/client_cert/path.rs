@@ -25,15 +25,17 @@
 //! limited by `forwarded::MAX_CHAIN_CERTS`.
 //! Must not: read files, the clock or the environment, or log; trust any intermediate.
 
-use super::sha256;
-use super::trust::{signature_digest, verify_signature, TrustAnchors, VerifiedChain};
+use super::digest::sha256;
+use super::profile;
 use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Public};
+use openssl::sign::Verifier;
 use openssl::x509::X509;
 use std::collections::HashMap;
 use std::sync::OnceLock;
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::ParsedExtension;
+use x509_parser::oid_registry as oids;
 
 /// At most this many intermediates between a leaf and its anchor.
 pub const MAX_INTERMEDIATES: usize = 5;
@@ -72,12 +74,16 @@ pub(super) struct CaFacts {
     self_issued: bool,
     /// Name/policy constraints or an uninterpreted critical extension: OpenSSL confirms.
     constrained: bool,
+    /// Why this untrusted CA breaks the profile or the key policy (`super::profile`), the
+    /// same rules the configured CAs meet; such a CA vouches for nothing.
+    defect: Option<String>,
 }
 
 impl CaFacts {
-    /// Reads a certificate; `None` when it does not parse (such a certificate can be on no
-    /// path).
-    pub(super) fn from_der(der: &[u8]) -> Option<Self> {
+    /// Reads an untrusted certificate, checking it against the profile and (unless
+    /// `allow_weak_keys`) the key policy; `None` when it does not parse (such a
+    /// certificate can be on no path).
+    pub(super) fn from_der(der: &[u8], allow_weak_keys: bool) -> Option<Self> {
         let (rest, parsed) = x509_parser::parse_x509_certificate(der).ok()?;
         if !rest.is_empty() {
             return None;
@@ -104,7 +110,17 @@ impl CaFacts {
             permits_client_auth: true,
             self_issued: parsed.subject().as_raw() == parsed.issuer().as_raw(),
             constrained: false,
+            defect: None,
         };
+        facts.defect = profile::check(&parsed)
+            .err()
+            .map(|v| format!("breaks the X.509 profile: {}", v.0))
+            .or_else(|| {
+                profile::check_keys(&parsed, !facts.self_issued)
+                    .err()
+                    .filter(|w| w.always_refused || !allow_weak_keys)
+                    .map(|w| format!("weak key or signature algorithm: {}", w.reason))
+            });
         for ext in parsed.extensions() {
             match ext.parsed_extension() {
                 ParsedExtension::BasicConstraints(bc) => {
@@ -133,9 +149,13 @@ impl CaFacts {
         Some(facts)
     }
 
-    /// A CA whose OpenSSL form is already at hand.
-    fn with_x509(cert: &X509) -> Option<Self> {
-        let facts = Self::from_der(&cert.to_der().ok()?)?;
+    /// A CA whose OpenSSL form is already at hand (`trusted`: a configured CA, already
+    /// held to the profile and key policy when its set was built).
+    fn with_x509(cert: &X509, trusted: bool, allow_weak_keys: bool) -> Option<Self> {
+        let mut facts = Self::from_der(&cert.to_der().ok()?, allow_weak_keys)?;
+        if trusted {
+            facts.defect = None;
+        }
         let _ = facts.cert.set(Some(cert.clone()));
         Some(facts)
     }
@@ -159,6 +179,11 @@ impl CaFacts {
     /// intermediates under it; `None` when it can.
     fn unusable(&self, now: i64, below: usize, role: &str) -> Option<String> {
         let name = &self.subject_text;
+        if let Some(defect) = &self.defect {
+            return Some(format!(
+                "{role} {name:?} cannot vouch for certificates: {defect}"
+            ));
+        }
         if !self.is_ca {
             return Some(format!(
                 "{role} {name:?} is not a CA (basicConstraints CA:TRUE is required)"
@@ -250,7 +275,7 @@ pub struct IntermediateReport {
 impl Intermediates {
     /// Decodes the configured intermediates. Certificates that are not CAs, or that do not
     /// parse, are left out and reported.
-    pub fn new(certs: &[X509]) -> (Self, Vec<IntermediateReport>) {
+    pub fn new(certs: &[X509], allow_weak_keys: bool) -> (Self, Vec<IntermediateReport>) {
         let mut pool = Vec::new();
         let mut reports = Vec::new();
         let mut seen = std::collections::HashSet::new();
@@ -259,8 +284,12 @@ impl Intermediates {
             if !seen.insert(sha256(&der)) {
                 continue;
             }
-            match CaFacts::with_x509(cert) {
-                Some(facts) if facts.is_ca => pool.push(facts),
+            match CaFacts::with_x509(cert, false, allow_weak_keys) {
+                Some(facts) if facts.is_ca && facts.defect.is_none() => pool.push(facts),
+                Some(facts) if facts.is_ca => reports.push(IntermediateReport {
+                    reason: facts.defect.unwrap_or_default(),
+                    subject: facts.subject_text,
+                }),
                 Some(facts) => reports.push(IntermediateReport {
                     subject: facts.subject_text,
                     reason: "not a CA (basicConstraints CA:TRUE is required)".to_owned(),
@@ -295,11 +324,14 @@ impl Intermediates {
 
 /// Decodes a forwarded chain (already bounded in length). Certificates that do not parse
 /// are reported by index.
-pub(super) fn decode_forwarded(chain: &[Vec<u8>]) -> Result<Vec<CaFacts>, usize> {
+pub(super) fn decode_forwarded(
+    chain: &[Vec<u8>],
+    allow_weak_keys: bool,
+) -> Result<Vec<CaFacts>, usize> {
     chain
         .iter()
         .enumerate()
-        .map(|(i, der)| CaFacts::from_der(der).ok_or(i))
+        .map(|(i, der)| CaFacts::from_der(der, allow_weak_keys).ok_or(i))
         .collect()
 }
 
@@ -315,18 +347,29 @@ impl Search {
     }
 }
 
-/// Builds and checks a path from `leaf` to an anchor through `configured` and
-/// `forwarded` intermediates at `now`. `Err` is the reason for the log.
+/// A path found and checked: the CAs above the leaf, nearest first (the anchor last), and
+/// the window in which all of them are valid.
+pub(super) struct BuiltPath {
+    pub(super) cas: Vec<X509>,
+    pub(super) not_before: i64,
+    pub(super) not_after: i64,
+    /// A CA on it has constraints only OpenSSL's verifier enforces: the caller must have
+    /// OpenSSL confirm this very path.
+    pub(super) constrained: bool,
+}
+
+/// Builds and checks a path from `leaf` to one of `anchors` (the trust anchors, decoded)
+/// through `configured` and `forwarded` intermediates at `now`. `Err` is the reason for
+/// the log.
 pub(super) fn build(
     leaf: &X509Certificate<'_>,
     leaf_der: &[u8],
-    anchors: &TrustAnchors,
+    anchors: &[CaFacts],
     configured: &Intermediates,
     forwarded: &[CaFacts],
     now: i64,
-) -> Result<VerifiedChain, String> {
-    let anchor_facts = anchors.path_facts();
-    let anchor_index = Index::new(anchor_facts.iter());
+) -> Result<BuiltPath, String> {
+    let anchor_index = Index::new(anchors.iter());
     let pool = Index::new(configured.pool.iter().chain(forwarded.iter()));
     let leaf_x509 = signature_digest(leaf)
         .is_none()
@@ -356,18 +399,13 @@ pub(super) fn build(
             )
         }));
     };
-    let mut cas: Vec<X509> = path
+    let cas: Vec<X509> = path
         .iter()
-        .chain([&anchor])
+        .copied()
+        .chain([anchor])
         .map(|f| f.x509().cloned())
         .collect::<Option<_>>()
         .ok_or_else(|| "a CA on the path cannot be decoded".to_owned())?;
-    if path.iter().any(|f| f.constrained) || anchor.constrained {
-        let x509 = X509::from_der(leaf_der).map_err(|e| e.to_string())?;
-        let above = cas.pop();
-        anchors.verify_with_untrusted(&x509, &cas)?;
-        cas.extend(above);
-    }
     let not_before = path
         .iter()
         .map(|f| f.not_before)
@@ -380,11 +418,11 @@ pub(super) fn build(
         .chain([anchor.not_after])
         .min()
         .unwrap_or(i64::MAX);
-    Ok(VerifiedChain {
-        leaf_serial: super::trust::unsigned(leaf.raw_serial()).to_vec(),
+    Ok(BuiltPath {
         cas,
         not_before,
         not_after,
+        constrained: path.iter().any(|f| f.constrained) || anchor.constrained,
     })
 }
 
@@ -491,5 +529,46 @@ fn leaf_aki(leaf: &X509Certificate<'_>) -> Option<Vec<u8>> {
 
 /// The anchors as path-building facts, decoded once per set.
 pub(super) fn anchor_facts<'a>(certs: impl Iterator<Item = &'a X509>) -> Vec<CaFacts> {
-    certs.filter_map(CaFacts::with_x509).collect()
+    certs
+        .filter_map(|c| CaFacts::with_x509(c, true, true))
+        .collect()
+}
+
+/// The digest to verify the certificate's signature with: `Some(None)` for Ed25519, which
+/// hashes internally, and `None` when the direct path does not handle the algorithm.
+pub(super) fn signature_digest(cert: &X509Certificate<'_>) -> Option<Option<MessageDigest>> {
+    let outer = &cert.signature_algorithm;
+    // The algorithm inside the signed part must be the one used (RFC 5280 4.1.1.2).
+    if outer != &cert.tbs_certificate.signature {
+        return None;
+    }
+    let oid = &outer.algorithm;
+    let digest = if *oid == oids::OID_PKCS1_SHA256WITHRSA || *oid == oids::OID_SIG_ECDSA_WITH_SHA256
+    {
+        MessageDigest::sha256()
+    } else if *oid == oids::OID_PKCS1_SHA384WITHRSA || *oid == oids::OID_SIG_ECDSA_WITH_SHA384 {
+        MessageDigest::sha384()
+    } else if *oid == oids::OID_PKCS1_SHA512WITHRSA || *oid == oids::OID_SIG_ECDSA_WITH_SHA512 {
+        MessageDigest::sha512()
+    } else if *oid == oids::OID_SIG_ED25519 {
+        return Some(None);
+    } else {
+        return None;
+    };
+    Some(Some(digest))
+}
+
+pub(super) fn verify_signature(
+    key: &PKey<Public>,
+    digest: Option<MessageDigest>,
+    tbs: &[u8],
+    signature: &[u8],
+) -> bool {
+    let verifier = match digest {
+        Some(md) => Verifier::new(md, key),
+        None => Verifier::new_without_digest(key),
+    };
+    verifier
+        .and_then(|mut v| v.verify_oneshot(signature, tbs))
+        .unwrap_or(false)
 }

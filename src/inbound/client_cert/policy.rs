@@ -102,6 +102,9 @@ pub struct Policy {
     pub trust: Option<TrustAnchors>,
     /// The seed's weak mode: a CN match needs no trusted chain.
     pub allow_unverified_common_names: bool,
+    /// `CLIENT_CERT_ALLOW_WEAK_KEYS`: accept leaves whose key or signature algorithm is
+    /// below the key policy (explicit curve parameters are refused even so).
+    pub allow_weak_keys: bool,
 }
 
 impl Policy {
@@ -122,6 +125,7 @@ impl fmt::Debug for Policy {
                 "allow_unverified_common_names",
                 &self.allow_unverified_common_names,
             )
+            .field("allow_weak_keys", &self.allow_weak_keys)
             .finish()
     }
 }

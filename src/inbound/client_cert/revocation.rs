@@ -1,10 +1,11 @@
 //! Revocation: certificate revocation lists (CRLs) and the check of a verified chain.
 //!
 //! Owns: turning CRL bytes into a [`Crl`] we trust (parsed, issued by one of the trusted
-//! CAs — matched by name *and* by a verified signature — with no critical extension we do
-//! not understand), the immutable [`CrlSet`] snapshot, and [`check_chain`] /
-//! [`check_issued`]: every certificate on the path, except the self-signed root at its top,
-//! is looked up on a current CRL of the CA that issued it.
+//! CAs — matched by name *and* by a verified signature — whose keyUsage, when present,
+//! includes cRLSign, with every extension decodable and no critical extension or critical
+//! entry extension we do not implement), the immutable [`CrlSet`] snapshot, and
+//! [`check_chain`] / [`check_issued`]: every certificate on the path, except the
+//! self-signed root at its top, is looked up on a current CRL of the CA that issued it.
 //!
 //! Rules:
 //! - a CRL belongs to an *issuer*, its name and public key, not to one CA certificate: a CA
@@ -29,8 +30,8 @@
 //!
 //! Must not: read files, fetch URLs, read the clock or log (see `crate::inbound::crl_store`).
 
+use super::digest::hex_upper;
 use super::error::CertError;
-use super::info::hex_upper;
 use super::trust::{TrustAnchors, VerifiedChain};
 use openssl::x509::{X509Crl, X509Name, X509NameRef, X509Ref, X509};
 use std::collections::{HashMap, HashSet};
@@ -50,6 +51,22 @@ pub enum CrlError {
     BadSignature { origin: String, issuer: String },
     #[error("{origin}: unsupported CRL: {detail}")]
     Unsupported { origin: String, detail: String },
+    /// A CRL from a trusted CA that cannot be used (see [`CrlError::counts_as_missing`]).
+    #[error("{origin}: CRL from {issuer:?} refused, so its issuer has no usable CRL: {reason}")]
+    Refused {
+        origin: String,
+        issuer: String,
+        reason: String,
+    },
+}
+
+impl CrlError {
+    /// A refused CRL is left out of the set rather than failing the whole read: its
+    /// issuer's certificates then get `revocation_unknown` (unless fail-open), as when no
+    /// CRL was published at all.
+    pub fn counts_as_missing(&self) -> bool {
+        matches!(self, Self::Refused { .. })
+    }
 }
 
 /// Which kind of certificate a CRL covers (issuingDistributionPoint onlyContains*).
@@ -112,10 +129,6 @@ impl Crl {
         if !rest.is_empty() {
             return Err(unparsable(format!("{} bytes follow the CRL", rest.len())));
         }
-        let scope = scope_of(&parsed).map_err(|detail| CrlError::Unsupported {
-            origin: source.to_owned(),
-            detail,
-        })?;
         let crl = X509Crl::from_der(der).map_err(|e| unparsable(e.to_string()))?;
         let issuer = parsed.issuer().to_string();
         let mut named = anchors.certificates().filter(|ca| {
@@ -129,13 +142,17 @@ impl Crl {
                 issuer,
             });
         };
-        // Several trusted CAs may share a name (re-keyed CAs): the signature decides.
-        let signer = std::iter::once(first).chain(named).find(|ca| {
-            ca.public_key()
-                .and_then(|key| crl.verify(&key))
-                .unwrap_or(false)
-        });
-        let Some(signer) = signer else {
+        // Several trusted CAs may share a name (re-keyed CAs): the signature decides. Those
+        // that verify it share one key; several of them are one CA renewed or cross-signed.
+        let signers: Vec<_> = std::iter::once(first)
+            .chain(named)
+            .filter(|ca| {
+                ca.public_key()
+                    .and_then(|key| crl.verify(&key))
+                    .unwrap_or(false)
+            })
+            .collect();
+        let Some(&signer) = signers.first() else {
             return Err(CrlError::BadSignature {
                 origin: source.to_owned(),
                 issuer,
@@ -149,6 +166,28 @@ impl Crl {
                 .to_owned()
                 .map_err(|e| unparsable(e.to_string()))?,
         ));
+        let refused = |reason: String| CrlError::Refused {
+            origin: source.to_owned(),
+            issuer: issuer.clone(),
+            reason,
+        };
+        // RFC 5280 6.3.3 (f): the signer must be allowed to sign CRLs (any of its
+        // certificates, so that the answer does not depend on their order).
+        let may_sign_crls = signers.iter().any(|ca| {
+            ca.to_der()
+                .is_ok_and(|d| anchors.signs_crls(&super::digest::sha256(&d)))
+        });
+        if !may_sign_crls {
+            return Err(refused(
+                "the signing CA's keyUsage does not include cRLSign (RFC 5280 6.3.3 (f))"
+                    .to_owned(),
+            ));
+        }
+        strict_extensions(&parsed).map_err(refused)?;
+        let scope = scope_of(&parsed).map_err(|detail| CrlError::Unsupported {
+            origin: source.to_owned(),
+            detail,
+        })?;
         let revoked = parsed
             .iter_revoked_certificates()
             .map(|r| serial_key(r.raw_serial()))
@@ -206,6 +245,53 @@ impl Crl {
     pub fn revoked_count(&self) -> usize {
         self.revoked.len()
     }
+}
+
+/// Every CRL extension and CRL entry extension decodes and appears once, and the only
+/// critical ones are those the check implements (issuingDistributionPoint; a delta CRL
+/// indicator is refused by [`scope_of`]). RFC 5280 5.2 and 5.3: a CRL with a critical
+/// extension or entry extension the application cannot process must not be used.
+fn strict_extensions(
+    crl: &x509_parser::revocation_list::CertificateRevocationList<'_>,
+) -> Result<(), String> {
+    let exts = crl.extensions();
+    for (i, ext) in exts.iter().enumerate() {
+        if exts[..i].iter().any(|e| e.oid == ext.oid) {
+            return Err(format!("CRL extension {} appears more than once", ext.oid));
+        }
+        if let ParsedExtension::ParseError { error } = ext.parsed_extension() {
+            return Err(format!(
+                "CRL extension {} does not decode: {error}",
+                ext.oid
+            ));
+        }
+        let implemented = matches!(
+            ext.parsed_extension(),
+            ParsedExtension::IssuingDistributionPoint(_)
+        ) || ext.oid == OID_X509_EXT_DELTA_CRL_INDICATOR;
+        if ext.critical && !implemented {
+            return Err(format!(
+                "critical CRL extension {} is not implemented{}",
+                ext.oid,
+                if ext.oid == x509_parser::oid_registry::OID_X509_EXT_CRL_NUMBER {
+                    " (RFC 5280 5.2.3: cRLNumber is never critical)"
+                } else {
+                    ""
+                }
+            ));
+        }
+    }
+    for entry in crl.iter_revoked_certificates() {
+        for ext in entry.extensions() {
+            if ext.critical {
+                return Err(format!(
+                    "critical CRL entry extension {} is not implemented",
+                    ext.oid
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The CRL scope from issuingDistributionPoint, refusing what we do not implement.

@@ -6,13 +6,23 @@
 //!
 //! Every configured CA is a trust anchor and App Service forwards only the leaf, so a chain
 //! is always the leaf plus the CA that signed it. The common case is verified directly:
-//! find the CAs whose subject is byte-for-byte the leaf's issuer (and whose key identifier
-//! matches), and check the leaf's signature with the CA's pre-decoded key. Anything
-//! unusual goes through OpenSSL's full verifier (`X509_verify_cert`, strict mode) instead:
-//! issuer names that match only after canonicalisation, unhandled critical extensions,
-//! signature algorithms other than RSA PKCS#1 / ECDSA with SHA-2 and Ed25519, and CAs with
-//! name or policy constraints. The direct path exists because OpenSSL 3 spends most of a
-//! full verification decoding the leaf (see BENCHMARKS.md).
+//! find the CAs whose subject is byte-for-byte the leaf's issuer (and whose key identifier,
+//! issuer and serial match the leaf's authorityKeyIdentifier), and check the leaf's
+//! signature with the CA's pre-decoded key. Anything unusual goes through OpenSSL's
+//! verifier (`X509_verify_cert`) instead: issuer names that match only after
+//! canonicalisation, critical policy extensions, signature algorithms other than RSA
+//! PKCS#1 / ECDSA with SHA-2 and Ed25519, and CAs with name or policy constraints. The
+//! direct path exists because OpenSSL 3 spends most of a full verification decoding the
+//! leaf (see BENCHMARKS.md).
+//!
+//! **One verdict per certificate.** Both routes see certificates that already meet the
+//! same profile and key policy (`super::profile`: the leaf before any route is chosen, each
+//! CA when the set is built), and OpenSSL runs without `X509_STRICT`, whose RFC 5280 checks
+//! are exactly those profile rules (done here in one place for both routes, with the
+//! choices documented in SECURITY.md). What is left to OpenSSL is only what it alone
+//! implements: canonical name matching and CA name/policy constraints. A CA that breaks the
+//! profile stays out of OpenSSL's store and vouches for nothing; a leaf it signed gets its
+//! defect as the reason on either route.
 //!
 //! A leaf that no configured CA issued may still reach one through untrusted
 //! intermediates (`CLIENT_CERT_INTERMEDIATES_PATH`, held here as [`Intermediates`], or the
@@ -20,11 +30,12 @@
 //! with `super::path`. Without intermediates the verification is exactly the above.
 //! Must not: read files or the environment (`crate::inbound` loads the CA files), or log.
 
-use super::digest::sha256;
-use super::path::{self, CaFacts, IntermediateReport, Intermediates};
-use openssl::hash::MessageDigest;
+use super::digest::{sha256, unsigned};
+use super::path::{
+    self, signature_digest, verify_signature, CaFacts, IntermediateReport, Intermediates,
+};
+use super::profile;
 use openssl::pkey::{PKey, Public};
-use openssl::sign::Verifier;
 use openssl::stack::Stack;
 use openssl::x509::store::{X509Store, X509StoreBuilder};
 use openssl::x509::verify::X509VerifyFlags;
@@ -33,8 +44,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::OnceLock;
 use x509_parser::certificate::X509Certificate;
-use x509_parser::extensions::ParsedExtension;
-use x509_parser::oid_registry as oids;
+use x509_parser::extensions::{AuthorityKeyIdentifier, GeneralName, ParsedExtension};
 
 /// Why the trusted CA set could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -45,8 +55,50 @@ pub enum TrustError {
     NotACa { subject: String },
     #[error("certificate could not be read: {0}")]
     Unreadable(String),
+    /// A CA whose key or signature algorithm is below the key policy.
+    #[error(
+        "CA {subject:?} (SHA-256 {sha256}) is refused: {reason}; replace it, or set \
+         CLIENT_CERT_ALLOW_WEAK_KEYS=true to accept it (insecure)"
+    )]
+    WeakKey {
+        subject: String,
+        sha256: String,
+        reason: String,
+    },
     #[error("OpenSSL refused the CA set: {0}")]
     OpenSsl(#[from] openssl::error::ErrorStack),
+}
+
+/// What to do with a CA whose key is below the key policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WeakCa {
+    /// Fail building the set ([`TrustError::WeakKey`]): start-up.
+    #[default]
+    Refuse,
+    /// Leave it out and report it ([`WeakCaReport`]): a CA set re-read while running, where
+    /// a bad addition must not take the working set down.
+    Skip,
+}
+
+/// How to build a CA set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AnchorOptions {
+    /// `CLIENT_CERT_ALLOW_WEAK_KEYS`: keep CAs below the key policy (explicit curve
+    /// parameters are refused even so).
+    pub allow_weak_keys: bool,
+    pub weak_ca: WeakCa,
+}
+
+/// A CA below the key policy that did not fail the build: left out ([`WeakCa::Skip`]) or
+/// kept because weak keys are allowed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WeakCaReport {
+    pub subject: String,
+    /// Uppercase hex SHA-256 of the CA certificate.
+    pub sha256: String,
+    pub reason: String,
+    /// True when the CA is in the set (`allow_weak_keys`), false when it was left out.
+    pub kept: bool,
 }
 
 /// What we precompute about each trusted CA, so verification needs no re-parsing.
@@ -57,14 +109,35 @@ struct Anchor {
     key: PKey<Public>,
     /// subjectKeyIdentifier, matched against a leaf's authorityKeyIdentifier.
     ski: Option<Vec<u8>>,
+    /// The CA's own serial number and issuer name (DER), matched against the optional
+    /// authorityCertSerialNumber and authorityCertIssuer of a leaf's AKI, as OpenSSL does.
+    raw_serial: Vec<u8>,
+    issuer_der: Vec<u8>,
     /// True when the direct path may use this CA: no name, policy or other constraints
-    /// that only OpenSSL's verifier enforces, and keyUsage (if any) allows keyCertSign.
+    /// that only OpenSSL's verifier enforces.
     simple: bool,
+    /// Why this CA breaks the profile; such a CA vouches for nothing.
+    defect: Option<String>,
+    /// Name constraints on DNS names / email addresses: the leaf's SAN names of that kind
+    /// must be well-formed for the constraints to apply.
+    dns_constrained: bool,
+    email_constrained: bool,
+    /// keyUsage absent or including cRLSign (RFC 5280 6.3.3 (f)).
+    signs_crls: bool,
     subject: String,
     not_before: i64,
     not_after: i64,
     /// False when the CA carries an EKU extension without clientAuth or anyExtendedKeyUsage.
     permits_client_auth: bool,
+}
+
+/// Which verifier decides a chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// The leaf's signature checked with the issuing CA's pre-decoded key.
+    Direct,
+    /// OpenSSL's `X509_verify_cert`.
+    OpenSsl,
 }
 
 /// The certificates of a successful chain, leaf first, and the window in which all of
@@ -95,9 +168,14 @@ pub struct TrustAnchors {
 
 impl TrustAnchors {
     /// Adds the untrusted intermediates that may complete a path to these anchors. Those
-    /// that can never be on a path (not CAs, unreadable) are left out and reported.
-    pub fn with_intermediates(mut self, certs: &[X509]) -> (Self, Vec<IntermediateReport>) {
-        let (intermediates, reports) = Intermediates::new(certs);
+    /// that can never be on a path (not CAs, unreadable, below the profile or key policy)
+    /// are left out and reported.
+    pub fn with_intermediates(
+        mut self,
+        certs: &[X509],
+        allow_weak_keys: bool,
+    ) -> (Self, Vec<IntermediateReport>) {
+        let (intermediates, reports) = Intermediates::new(certs, allow_weak_keys);
         self.intermediates = intermediates;
         (self, reports)
     }
@@ -114,7 +192,7 @@ impl TrustAnchors {
         self.certificates().chain(self.intermediates.certificates())
     }
 
-    pub(super) fn path_facts(&self) -> &[CaFacts] {
+    fn path_facts(&self) -> &[CaFacts] {
         self.path_facts
             .get_or_init(|| path::anchor_facts(self.certificates()))
     }
@@ -137,12 +215,45 @@ impl TrustAnchors {
             .by_subject
             .contains_key(leaf.issuer().as_raw())
             .then(|| self.verify(der, leaf, now));
-        match direct {
-            Some(Ok(chain)) => Ok(chain),
-            Some(Err(reason)) => path::build(leaf, der, self, &self.intermediates, forwarded, now)
+        let built = match direct {
+            Some(Ok(chain)) => return Ok(chain),
+            Some(Err(reason)) => self
+                .build_path(leaf, der, forwarded, now)
                 .map_err(|_| reason),
-            None => path::build(leaf, der, self, &self.intermediates, forwarded, now),
+            None => self.build_path(leaf, der, forwarded, now),
+        }?;
+        Ok(built)
+    }
+
+    fn build_path(
+        &self,
+        leaf: &X509Certificate<'_>,
+        der: &[u8],
+        forwarded: &[CaFacts],
+        now: i64,
+    ) -> Result<VerifiedChain, String> {
+        let built = path::build(
+            leaf,
+            der,
+            self.path_facts(),
+            &self.intermediates,
+            forwarded,
+            now,
+        )?;
+        let mut cas = built.cas;
+        if built.constrained {
+            // Name and policy constraints: OpenSSL enforces them on the very same path.
+            let x509 = X509::from_der(der).map_err(|e| e.to_string())?;
+            let anchor = cas.pop();
+            self.verify_with_untrusted(&x509, &cas)?;
+            cas.extend(anchor);
         }
+        Ok(VerifiedChain {
+            leaf_serial: unsigned(leaf.raw_serial()).to_vec(),
+            cas,
+            not_before: built.not_before,
+            not_after: built.not_after,
+        })
     }
 
     /// OpenSSL's verifier with `untrusted` intermediates (for paths through CAs with
@@ -159,40 +270,93 @@ impl TrustAnchors {
         self.openssl_chain_with(leaf, &stack)
     }
 
-    /// Builds the trust store. Certificates that are not CAs are refused rather than
-    /// silently trusted as issuers.
+    /// Builds the trust store with the default options: a CA below the key policy fails
+    /// the build. Certificates that are not CAs are refused rather than silently trusted
+    /// as issuers.
     pub fn new(certs: Vec<X509>) -> Result<Self, TrustError> {
+        Self::build(certs, AnchorOptions::default()).map(|(anchors, _)| anchors)
+    }
+
+    /// Builds the trust store. CAs below the key policy fail the build, or with
+    /// [`WeakCa::Skip`] are left out; either way those that did not fail it are reported.
+    /// A CA that breaks the profile is kept but vouches for nothing (see
+    /// [`Self::defects`]).
+    pub fn build(
+        certs: Vec<X509>,
+        options: AnchorOptions,
+    ) -> Result<(Self, Vec<WeakCaReport>), TrustError> {
         if certs.is_empty() {
             return Err(TrustError::Empty);
         }
         let mut builder = X509StoreBuilder::new()?;
         // Time is checked by us against the caller's `now` (see `verify`), so the result
-        // is a function of its inputs rather than of the wall clock.
-        builder.set_flags(
-            X509VerifyFlags::PARTIAL_CHAIN
-                | X509VerifyFlags::X509_STRICT
-                | X509VerifyFlags::NO_CHECK_TIME,
-        )?;
+        // is a function of its inputs rather than of the wall clock. No X509_STRICT: its
+        // RFC 5280 checks are `profile`'s, applied to both routes (see the module doc).
+        builder.set_flags(X509VerifyFlags::PARTIAL_CHAIN | X509VerifyFlags::NO_CHECK_TIME)?;
         let mut anchors = HashMap::new();
         let mut by_subject: HashMap<Vec<u8>, Vec<[u8; 32]>> = HashMap::new();
+        let mut reports = Vec::new();
         for cert in certs {
             let der = cert.to_der()?;
             let key = sha256(&der);
             if anchors.contains_key(&key) {
                 continue;
             }
-            let (anchor, subject_der) = describe_anchor(&der, &cert)?;
+            let (anchor, subject_der, weak) = describe_anchor(&der, &cert)?;
+            if let Some(weak) = weak {
+                let sha256 = super::digest::hex_upper(&key);
+                let kept = options.allow_weak_keys && !weak.always_refused;
+                if !kept && options.weak_ca == WeakCa::Refuse {
+                    return Err(TrustError::WeakKey {
+                        subject: anchor.subject,
+                        sha256,
+                        reason: weak.reason,
+                    });
+                }
+                reports.push(WeakCaReport {
+                    subject: anchor.subject.clone(),
+                    sha256,
+                    reason: weak.reason,
+                    kept,
+                });
+                if !kept {
+                    continue;
+                }
+            }
             by_subject.entry(subject_der).or_default().push(key);
+            if anchor.defect.is_none() {
+                builder.add_cert(cert)?;
+            }
             anchors.insert(key, anchor);
-            builder.add_cert(cert)?;
         }
-        Ok(Self {
+        if anchors.is_empty() {
+            return Err(TrustError::Empty);
+        }
+        let anchors = Self {
             store: builder.build(),
             anchors,
             by_subject,
             intermediates: Intermediates::default(),
             path_facts: OnceLock::new(),
-        })
+        };
+        Ok((anchors, reports))
+    }
+
+    /// The CAs that break the profile and therefore vouch for nothing: (subject, why).
+    pub fn defects(&self) -> Vec<(String, String)> {
+        let mut d: Vec<(String, String)> = self
+            .anchors
+            .values()
+            .filter_map(|a| a.defect.clone().map(|d| (a.subject.clone(), d)))
+            .collect();
+        d.sort();
+        d
+    }
+
+    /// Whether the CA whose DER has SHA-256 `key` may sign CRLs: its keyUsage, when
+    /// present, includes cRLSign.
+    pub fn signs_crls(&self, key: &[u8; 32]) -> bool {
+        self.anchors.get(key).is_some_and(|a| a.signs_crls)
     }
 
     /// Number of distinct trusted CAs.
@@ -205,9 +369,13 @@ impl TrustAnchors {
         self.anchors.is_empty()
     }
 
-    /// The trusted CA certificates (for verifying the CRLs they sign).
+    /// The trusted CA certificates that vouch for something (for verifying the CRLs they
+    /// sign); CAs that break the profile are left out.
     pub fn certificates(&self) -> impl Iterator<Item = &X509> {
-        self.anchors.values().map(|a| &a.cert)
+        self.anchors
+            .values()
+            .filter(|a| a.defect.is_none())
+            .map(|a| &a.cert)
     }
 
     /// Subjects of the trusted CAs, for start-up logs and `handler inspect`.
@@ -230,6 +398,7 @@ impl TrustAnchors {
         let leaf_serial = unsigned(leaf.raw_serial()).to_vec();
         let keys = match self.verify_direct(leaf) {
             Direct::Verified(key) => vec![key],
+            Direct::Defective(reason) => return Err(reason),
             Direct::BadSignature => {
                 return Err("certificate signature failure (depth 0)".to_owned());
             }
@@ -259,6 +428,13 @@ impl TrustAnchors {
                     anchor.subject
                 ));
             }
+            if anchor.dns_constrained || anchor.email_constrained {
+                profile::check_constrained_names(
+                    leaf,
+                    anchor.dns_constrained,
+                    anchor.email_constrained,
+                )?;
+            }
             not_before = not_before.max(anchor.not_before);
             not_after = not_after.min(anchor.not_after);
         }
@@ -268,6 +444,17 @@ impl TrustAnchors {
             not_before,
             not_after,
         })
+    }
+
+    /// Which route [`Self::verify`] takes for the leaf `der` (for tests and diagnostics).
+    pub fn route(&self, der: &[u8]) -> Route {
+        let Ok((_, leaf)) = x509_parser::parse_x509_certificate(der) else {
+            return Route::OpenSsl;
+        };
+        match self.verify_direct(&leaf) {
+            Direct::NotApplicable => Route::OpenSsl,
+            _ => Route::Direct,
+        }
     }
 
     /// The direct path: the leaf's signature checked with the key of a CA whose subject is
@@ -282,23 +469,24 @@ impl TrustAnchors {
         if has_unhandled_critical_extension(leaf) {
             return Direct::NotApplicable;
         }
+        let anchors = || candidates.iter().map(|key| (key, &self.anchors[key]));
+        if anchors().any(|(_, a)| !a.simple) {
+            return Direct::NotApplicable;
+        }
         let aki = authority_key_id(leaf);
         let tbs = leaf.tbs_certificate.as_ref();
         let signature = &leaf.signature_value.data;
         let mut checked_any = false;
-        for key in candidates {
-            let anchor = &self.anchors[key];
-            if !anchor.simple {
-                return Direct::NotApplicable;
-            }
-            if let (Some(aki), Some(ski)) = (aki, &anchor.ski) {
-                if aki != ski.as_slice() {
-                    continue;
-                }
+        for (key, anchor) in anchors() {
+            if !aki.is_none_or(|aki| aki_matches(aki, anchor)) {
+                continue;
             }
             checked_any = true;
             if verify_signature(&anchor.key, digest, tbs, signature) {
-                return Direct::Verified(*key);
+                return match &anchor.defect {
+                    None => Direct::Verified(*key),
+                    Some(defect) => Direct::Defective(defective_ca(anchor, defect)),
+                };
             }
         }
         if checked_any {
@@ -312,8 +500,27 @@ impl TrustAnchors {
     /// OpenSSL's full verifier; returns the CAs above the leaf.
     fn verify_with_openssl(&self, der: &[u8]) -> Result<Vec<X509>, String> {
         let leaf = X509::from_der(der).map_err(|e| e.to_string())?;
+        self.openssl_chain(&leaf)
+            .map_err(|e| self.defective_issuer(&leaf).unwrap_or(e))
+    }
+
+    /// The defect of a CA outside OpenSSL's store that issued `leaf` (same name after
+    /// canonicalisation, and its key verifies the leaf's signature), so both routes give
+    /// the same reason.
+    fn defective_issuer(&self, leaf: &X509) -> Option<String> {
+        self.anchors.values().find_map(|a| {
+            let defect = a.defect.as_ref()?;
+            let named = leaf
+                .issuer_name()
+                .try_cmp(a.cert.subject_name())
+                .is_ok_and(|o| o.is_eq());
+            (named && leaf.verify(&a.key).unwrap_or(false)).then(|| defective_ca(a, defect))
+        })
+    }
+
+    fn openssl_chain(&self, leaf: &X509) -> Result<Vec<X509>, String> {
         let untrusted = Stack::new().map_err(|e| e.to_string())?;
-        self.openssl_chain_with(&leaf, &untrusted)
+        self.openssl_chain_with(leaf, &untrusted)
     }
 
     fn openssl_chain_with(
@@ -342,47 +549,42 @@ impl TrustAnchors {
 /// The outcome of the direct verification path.
 enum Direct {
     Verified([u8; 32]),
+    /// Signed by a configured CA that breaks the profile.
+    Defective(String),
     BadSignature,
     NotApplicable,
 }
 
-/// The digest to verify the certificate's signature with: `Some(None)` for Ed25519, which
-/// hashes internally, and `None` when the direct path does not handle the algorithm.
-pub(super) fn signature_digest(cert: &X509Certificate<'_>) -> Option<Option<MessageDigest>> {
-    let outer = &cert.signature_algorithm;
-    // The algorithm inside the signed part must be the one used (RFC 5280 4.1.1.2).
-    if outer != &cert.tbs_certificate.signature {
-        return None;
-    }
-    let oid = &outer.algorithm;
-    let digest = if *oid == oids::OID_PKCS1_SHA256WITHRSA || *oid == oids::OID_SIG_ECDSA_WITH_SHA256
-    {
-        MessageDigest::sha256()
-    } else if *oid == oids::OID_PKCS1_SHA384WITHRSA || *oid == oids::OID_SIG_ECDSA_WITH_SHA384 {
-        MessageDigest::sha384()
-    } else if *oid == oids::OID_PKCS1_SHA512WITHRSA || *oid == oids::OID_SIG_ECDSA_WITH_SHA512 {
-        MessageDigest::sha512()
-    } else if *oid == oids::OID_SIG_ED25519 {
-        return Some(None);
-    } else {
-        return None;
-    };
-    Some(Some(digest))
+fn defective_ca(anchor: &Anchor, defect: &str) -> String {
+    format!(
+        "the issuing CA {:?} cannot vouch for certificates: {defect}",
+        anchor.subject
+    )
 }
 
-pub(super) fn verify_signature(
-    key: &PKey<Public>,
-    digest: Option<MessageDigest>,
-    tbs: &[u8],
-    signature: &[u8],
-) -> bool {
-    let verifier = match digest {
-        Some(md) => Verifier::new(md, key),
-        None => Verifier::new_without_digest(key),
-    };
-    verifier
-        .and_then(|mut v| v.verify_oneshot(signature, tbs))
-        .unwrap_or(false)
+/// The leaf's authorityKeyIdentifier fits the CA: key identifier (when both have one),
+/// authorityCertSerialNumber and the first directoryName of authorityCertIssuer (when
+/// present), as OpenSSL's `X509_check_akid` requires.
+fn aki_matches(aki: &AuthorityKeyIdentifier<'_>, anchor: &Anchor) -> bool {
+    if let (Some(id), Some(ski)) = (&aki.key_identifier, &anchor.ski) {
+        if id.0 != ski.as_slice() {
+            return false;
+        }
+    }
+    if let Some(serial) = aki.authority_cert_serial {
+        if unsigned(serial) != unsigned(&anchor.raw_serial) {
+            return false;
+        }
+    }
+    let issuer = aki
+        .authority_cert_issuer
+        .iter()
+        .flatten()
+        .find_map(|n| match n {
+            GeneralName::DirectoryName(name) => Some(name.as_raw()),
+            _ => None,
+        });
+    issuer.is_none_or(|name| name == anchor.issuer_der.as_slice())
 }
 
 /// A critical extension this code does not interpret; OpenSSL decides about those.
@@ -401,21 +603,15 @@ fn has_unhandled_critical_extension(cert: &X509Certificate<'_>) -> bool {
     })
 }
 
-fn authority_key_id<'a>(cert: &'a X509Certificate<'_>) -> Option<&'a [u8]> {
+fn authority_key_id<'a, 'b>(
+    cert: &'a X509Certificate<'b>,
+) -> Option<&'a AuthorityKeyIdentifier<'b>> {
     cert.extensions()
         .iter()
         .find_map(|e| match e.parsed_extension() {
-            ParsedExtension::AuthorityKeyIdentifier(aki) => {
-                aki.key_identifier.as_ref().map(|k| k.0)
-            }
+            ParsedExtension::AuthorityKeyIdentifier(aki) => Some(aki),
             _ => None,
         })
-}
-
-/// A DER INTEGER's content without its sign-padding zero bytes.
-pub(super) fn unsigned(raw: &[u8]) -> &[u8] {
-    let start = raw.iter().position(|b| *b != 0).unwrap_or(raw.len());
-    &raw[start..]
 }
 
 impl fmt::Debug for TrustAnchors {
@@ -424,52 +620,83 @@ impl fmt::Debug for TrustAnchors {
     }
 }
 
-fn describe_anchor(der: &[u8], x509: &X509) -> Result<(Anchor, Vec<u8>), TrustError> {
+/// The anchor, its subject's DER, and its key-policy finding (the caller decides).
+fn describe_anchor(
+    der: &[u8],
+    x509: &X509,
+) -> Result<(Anchor, Vec<u8>, Option<profile::WeakKey>), TrustError> {
     let (_, cert) = x509_parser::parse_x509_certificate(der)
         .map_err(|e| TrustError::Unreadable(e.to_string()))?;
     let subject = cert.subject().to_string();
+    let defect = profile::check(&cert).err().map(|v| v.0);
+    // basicConstraints is read leniently here: a CA whose extensions break the profile is
+    // kept (with its defect) so that leaves it signed are told why.
     let is_ca = cert
-        .basic_constraints()
-        .map_err(|e| TrustError::Unreadable(e.to_string()))?
-        .is_some_and(|bc| bc.value.ca);
+        .extensions()
+        .iter()
+        .any(|e| matches!(e.parsed_extension(), ParsedExtension::BasicConstraints(bc) if bc.ca));
     if !is_ca {
         return Err(TrustError::NotACa { subject });
     }
-    let permits_client_auth = match cert.extended_key_usage() {
-        Ok(Some(eku)) => eku.value.client_auth || eku.value.any,
-        Ok(None) => true,
-        Err(e) => return Err(TrustError::Unreadable(e.to_string())),
-    };
+    let key = x509.public_key()?;
+    // A self-signed CA's own signature is relied on by nothing (RFC 5280 6.1.1 (d)).
+    let self_signed =
+        cert.issuer().as_raw() == cert.subject().as_raw() && x509.verify(&key).unwrap_or(false);
+    let weak = profile::check_keys(&cert, !self_signed).err();
+    let mut permits_client_auth = true;
     let mut ski = None;
     let mut simple = true;
+    let mut signs_crls = true;
+    let (mut dns_constrained, mut email_constrained) = (false, false);
     for ext in cert.extensions() {
         match ext.parsed_extension() {
             ParsedExtension::SubjectKeyIdentifier(k) => ski = Some(k.0.to_vec()),
-            ParsedExtension::KeyUsage(ku) => simple &= ku.key_cert_sign(),
+            ParsedExtension::KeyUsage(ku) => signs_crls = ku.crl_sign(),
+            ParsedExtension::ExtendedKeyUsage(eku) => {
+                permits_client_auth = eku.client_auth || eku.any;
+            }
+            ParsedExtension::NameConstraints(nc) => {
+                simple = false;
+                for subtree in [&nc.permitted_subtrees, &nc.excluded_subtrees]
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                {
+                    match subtree.base {
+                        GeneralName::DNSName(_) => dns_constrained = true,
+                        GeneralName::RFC822Name(_) => email_constrained = true,
+                        _ => {}
+                    }
+                }
+            }
             ParsedExtension::BasicConstraints(_)
-            | ParsedExtension::ExtendedKeyUsage(_)
             | ParsedExtension::AuthorityKeyIdentifier(_)
             | ParsedExtension::SubjectAlternativeName(_)
             | ParsedExtension::CRLDistributionPoints(_)
             | ParsedExtension::AuthorityInfoAccess(_)
             | ParsedExtension::CertificatePolicies(_) => {}
-            // Name constraints, policy constraints/mappings, inhibitAnyPolicy, unknown
-            // critical extensions...: OpenSSL's verifier enforces them.
-            _ => simple &= !ext.critical && !is_constraint(ext.parsed_extension()),
+            // Policy constraints/mappings, inhibitAnyPolicy: OpenSSL's verifier takes them.
+            other => simple &= !ext.critical && !is_constraint(other),
         }
     }
     let subject_der = cert.subject().as_raw().to_vec();
     let anchor = Anchor {
         cert: x509.clone(),
-        key: x509.public_key()?,
+        key,
         ski,
+        raw_serial: cert.raw_serial().to_vec(),
+        issuer_der: cert.issuer().as_raw().to_vec(),
         simple,
+        defect,
+        dns_constrained,
+        email_constrained,
+        signs_crls,
         subject,
         not_before: cert.validity().not_before.timestamp(),
         not_after: cert.validity().not_after.timestamp(),
         permits_client_auth,
     };
-    Ok((anchor, subject_der))
+    Ok((anchor, subject_der, weak))
 }
 
 fn is_constraint(ext: &ParsedExtension<'_>) -> bool {
