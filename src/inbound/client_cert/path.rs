@@ -68,6 +68,8 @@ pub(super) struct CaFacts {
     is_ca: bool,
     /// keyUsage absent or including keyCertSign.
     signs_certificates: bool,
+    /// keyUsage absent or including cRLSign.
+    signs_crls: bool,
     path_len: Option<u32>,
     /// No EKU extension, or one with clientAuth or anyExtendedKeyUsage.
     permits_client_auth: bool,
@@ -106,6 +108,7 @@ impl CaFacts {
             not_after: parsed.validity().not_after.timestamp(),
             is_ca: false,
             signs_certificates: true,
+            signs_crls: true,
             path_len: None,
             permits_client_auth: true,
             self_issued: parsed.subject().as_raw() == parsed.issuer().as_raw(),
@@ -127,7 +130,10 @@ impl CaFacts {
                     facts.is_ca = bc.ca;
                     facts.path_len = bc.path_len_constraint;
                 }
-                ParsedExtension::KeyUsage(ku) => facts.signs_certificates = ku.key_cert_sign(),
+                ParsedExtension::KeyUsage(ku) => {
+                    facts.signs_certificates = ku.key_cert_sign();
+                    facts.signs_crls = ku.crl_sign();
+                }
                 ParsedExtension::ExtendedKeyUsage(eku) => {
                     facts.permits_client_auth = eku.client_auth || eku.any;
                 }
@@ -314,6 +320,13 @@ impl Intermediates {
     /// Subjects of the configured intermediates, for logs and `handler inspect`.
     pub fn subjects(&self) -> Vec<String> {
         self.pool.iter().map(|f| f.subject_text.clone()).collect()
+    }
+
+    /// Whether the configured intermediate whose DER has SHA-256 `key` may sign CRLs.
+    pub(super) fn signs_crls(&self, key: &[u8; 32]) -> bool {
+        self.pool
+            .iter()
+            .any(|f| f.signs_crls && sha256(&f.der) == *key)
     }
 
     /// The configured intermediates, for CRL issuer lookups.

@@ -353,10 +353,12 @@ impl TrustAnchors {
         d
     }
 
-    /// Whether the CA whose DER has SHA-256 `key` may sign CRLs: its keyUsage, when
-    /// present, includes cRLSign.
+    /// Whether the CA (or configured intermediate) whose DER has SHA-256 `key` may sign
+    /// CRLs: its keyUsage, when present, includes cRLSign.
     pub fn signs_crls(&self, key: &[u8; 32]) -> bool {
-        self.anchors.get(key).is_some_and(|a| a.signs_crls)
+        self.anchors
+            .get(key)
+            .map_or_else(|| self.intermediates.signs_crls(key), |a| a.signs_crls)
     }
 
     /// Number of distinct trusted CAs.
