@@ -260,7 +260,9 @@ fn a_cross_signed_loop_is_rejected_quickly() {
     let b_by_a = CertSpec::ca("Loop B", t, 365)
         .issued_by_with_key(&a_self, b_self.key.clone())
         .unwrap();
-    let leaf = CertSpec::leaf(PARTNER_CN, t, 30).issued_by(&a_self).unwrap();
+    let leaf = CertSpec::leaf(PARTNER_CN, t, 30)
+        .issued_by(&a_self)
+        .unwrap();
     let g = gate(anchors(&root, &[&a_by_b, &b_by_a]), HeaderFormat::Xfcc);
     let started = Instant::now();
     let chain = [&a_by_b, &b_by_a, &a_self, &b_self];
@@ -289,7 +291,10 @@ fn a_chain_certificate_that_is_not_a_certificate_is_malformed() {
     let g = gate(anchors(&p.root, &[]), HeaderFormat::Rfc9440);
     let value = forwarded::encode(HeaderFormat::Rfc9440, &p.leaf.der(), &[]).0;
     let decided = g.check_forwarded(&[value.as_str()], &[":QUJD:"], now());
-    assert!(matches!(decided, Err(CertError::Malformed(_))), "{decided:?}");
+    assert!(
+        matches!(decided, Err(CertError::Malformed(_))),
+        "{decided:?}"
+    );
 }
 
 #[test]
