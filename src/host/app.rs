@@ -19,17 +19,29 @@ use std::sync::Arc;
 /// Shared state of the running handler.
 pub struct AppState {
     pub gate: Arc<InboundGate>,
+    /// The headers the certificate (and chain) are read from.
+    pub cert_headers: crate::host::routes::CertHeaderNames,
     pub outbound: Arc<Outbound>,
     /// The clock, Unix seconds; tests pass a fixed one.
     pub clock: fn() -> i64,
 }
 
 impl AppState {
-    /// Runs `function` for a request whose `X-ARR-ClientCert` values are `cert_headers`.
-    pub async fn invoke<V: AsRef<[u8]>>(&self, function: Function, cert_headers: &[V]) -> Answer {
+    /// Runs `function` for a request whose certificate header values are `cert_headers` and
+    /// chain header values (`rfc9440`) are `chain_headers`.
+    pub async fn invoke<V: AsRef<[u8]>>(
+        &self,
+        function: Function,
+        cert_headers: &[V],
+        chain_headers: &[V],
+    ) -> Answer {
+        let check = || {
+            self.gate
+                .check_forwarded(cert_headers, chain_headers, (self.clock)())
+        };
         match function {
             Function::Health => self.health(),
-            Function::CertInfo => match self.gate.check(cert_headers, (self.clock)()) {
+            Function::CertInfo => match check() {
                 Ok(accepted) => Answer::ok_json(
                     accepted
                         .rendering
@@ -40,7 +52,7 @@ impl AppState {
                 ),
                 Err(e) => ApiError::Cert(e).to_answer(),
             },
-            Function::OutboundMtls => match self.gate.check(cert_headers, (self.clock)()) {
+            Function::OutboundMtls => match check() {
                 Ok(_) => match self.outbound.call().await {
                     Ok(success) => Answer::ok(&success),
                     Err(e) => ApiError::Outbound(e).to_answer(),

@@ -9,10 +9,10 @@ use crate::host::answer::{json_response, Answer};
 use crate::host::app::AppState;
 use crate::host::http_error::ApiError;
 use crate::host::invocation::{self, Function};
-use crate::inbound::client_cert::header::HEADER_NAME;
+use crate::inbound::config::HeaderConfig;
 use std::convert::Infallible;
 use std::sync::Arc;
-use warp::http::{HeaderMap, HeaderValue, StatusCode};
+use warp::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use warp::{Filter, Rejection, Reply};
 
 /// The host's JSON invocation payloads are small; anything bigger is not from the host.
@@ -35,27 +35,59 @@ fn readiness() -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clon
         .map(|| json_response(StatusCode::OK, br#"{"status":"ready"}"#.to_vec()))
 }
 
-/// The `X-ARR-ClientCert` values of one request: reference-counted copies of the header
+/// The configured certificate header (`CLIENT_CERT_HEADER`, `X-ARR-ClientCert` by
+/// default) and chain header (`CLIENT_CERT_CHAIN_HEADER`, `rfc9440` only): the only
+/// headers the certificate is read from.
+#[derive(Debug, Clone)]
+pub struct CertHeaderNames {
+    pub cert: HeaderName,
+    pub chain: Option<HeaderName>,
+}
+
+impl CertHeaderNames {
+    /// From the checked settings (a name the settings accepted is a valid header name).
+    pub fn from_config(config: &HeaderConfig) -> Self {
+        let name = |n: &str| {
+            HeaderName::from_bytes(n.as_bytes())
+                .unwrap_or(HeaderName::from_static("x-arr-clientcert"))
+        };
+        Self {
+            cert: name(&config.name),
+            chain: config.chain_name.as_deref().map(name),
+        }
+    }
+}
+
+impl Default for CertHeaderNames {
+    fn default() -> Self {
+        Self::from_config(&HeaderConfig::default())
+    }
+}
+
+/// The certificate header values of one request: reference-counted copies of the header
 /// values, never their bytes.
 #[derive(Debug, Clone, Default)]
-pub enum ClientCertHeaders {
+pub struct ClientCertHeaders {
+    cert: Values,
+    chain: Values,
+}
+
+#[derive(Debug, Clone, Default)]
+enum Values {
     #[default]
     Absent,
     One(HeaderValue),
-    /// Several values: always rejected, kept so the rejection can say how many.
+    /// Several values: kept so a rejection can say how many (a chain list may span lines).
     Many(Vec<HeaderValue>),
 }
 
-impl ClientCertHeaders {
-    /// Every value of the header in `headers`.
-    pub fn from_headers(headers: &HeaderMap) -> Self {
-        let mut values = headers.get_all(HEADER_NAME).iter();
+impl Values {
+    fn of(headers: &HeaderMap, name: &HeaderName) -> Self {
+        let mut values = headers.get_all(name).iter();
         match (values.next(), values.next()) {
             (None, _) => Self::Absent,
             (Some(one), None) => Self::One(one.clone()),
-            (Some(_), Some(_)) => {
-                Self::Many(headers.get_all(HEADER_NAME).iter().cloned().collect())
-            }
+            (Some(_), Some(_)) => Self::Many(headers.get_all(name).iter().cloned().collect()),
         }
     }
 
@@ -68,23 +100,38 @@ impl ClientCertHeaders {
     }
 }
 
+impl ClientCertHeaders {
+    /// Every value of the configured headers in `headers`.
+    pub fn from_headers(headers: &HeaderMap, names: &CertHeaderNames) -> Self {
+        Self {
+            cert: Values::of(headers, &names.cert),
+            chain: names
+                .chain
+                .as_ref()
+                .map_or(Values::Absent, |c| Values::of(headers, c)),
+        }
+    }
+}
+
 tokio::task_local! {
     /// Set by `crate::host::server` around each request, so routing reads the certificate header
     /// without cloning the header map (warp has no filter for every value of one header).
     pub static CLIENT_CERT_HEADERS: ClientCertHeaders;
 }
 
-/// The request's `X-ARR-ClientCert` values: from the server's task-local, or read from the
-/// headers when the filters run without it (`warp::test`).
-fn client_cert_headers() -> impl Filter<Extract = (ClientCertHeaders,), Error = Infallible> + Clone
-{
+/// The request's certificate header values: from the server's task-local, or read from
+/// the headers when the filters run without it (`warp::test`).
+fn client_cert_headers(
+    names: CertHeaderNames,
+) -> impl Filter<Extract = (ClientCertHeaders,), Error = Infallible> + Clone {
     warp::any()
         .and_then(|| async {
             CLIENT_CERT_HEADERS
                 .try_with(Clone::clone)
                 .map_err(|_| warp::reject())
         })
-        .or(warp::header::headers_cloned().map(|h: HeaderMap| ClientCertHeaders::from_headers(&h)))
+        .or(warp::header::headers_cloned()
+            .map(move |h: HeaderMap| ClientCertHeaders::from_headers(&h, &names)))
         .unify()
 }
 
@@ -94,13 +141,18 @@ fn forwarded(
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     warp::path!("api" / String)
         .and(warp::get())
-        .and(client_cert_headers())
+        .and(client_cert_headers(state.cert_headers.clone()))
         .and_then(move |name: String, headers: ClientCertHeaders| {
             let state = state.clone();
             async move {
                 let function = Function::from_name(&name).ok_or_else(warp::reject::not_found)?;
-                let values = headers.as_slices();
-                Ok::<_, Rejection>(state.invoke(function, &values).await.into_response())
+                let (values, chain) = (headers.cert.as_slices(), headers.chain.as_slices());
+                Ok::<_, Rejection>(
+                    state
+                        .invoke(function, &values, &chain)
+                        .await
+                        .into_response(),
+                )
             }
         })
 }
@@ -125,8 +177,14 @@ fn json_invocation(
                         return Ok(err.to_answer().into_response());
                     }
                 };
-                let values = invocation::header_values(&payload, HEADER_NAME);
-                let answer = state.invoke(function, &values).await;
+                let names = &state.cert_headers;
+                let values = invocation::header_values(&payload, names.cert.as_str());
+                let chain = names
+                    .chain
+                    .as_ref()
+                    .map(|c| invocation::header_values(&payload, c.as_str()))
+                    .unwrap_or_default();
+                let answer = state.invoke(function, &values, &chain).await;
                 let body = invocation::invocation_response(&answer, function);
                 Ok::<_, Rejection>(Answer::ok(&body).into_response())
             }

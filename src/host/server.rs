@@ -1,7 +1,8 @@
 //! Running the HTTP server until shutdown.
 //!
 //! Owns: the listener, the per-connection HTTP/1 server, graceful draining and the drain
-//! deadline, and lifting `X-ARR-ClientCert` out of each request before routing.
+//! deadline, and lifting the certificate headers (`CLIENT_CERT_HEADER`, and
+//! `CLIENT_CERT_CHAIN_HEADER` for `rfc9440`) out of each request before routing.
 //! Must not: build state or read configuration (callers pass both in, so tests run the
 //! same server on `127.0.0.1:0`).
 //!
@@ -31,6 +32,7 @@ pub async fn run(
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
+    let names = state.cert_headers.clone();
     let service = warp::service(routes(state));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
@@ -47,10 +49,10 @@ pub async fn run(
             },
             () = &mut shutdown => break,
         };
-        let service = service.clone();
+        let (service, names) = (service.clone(), names.clone());
         let per_request =
             hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                let headers = ClientCertHeaders::from_headers(req.headers());
+                let headers = ClientCertHeaders::from_headers(req.headers(), &names);
                 let mut service = service.clone();
                 CLIENT_CERT_HEADERS.scope(headers, service.call(req))
             });
