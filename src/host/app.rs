@@ -10,17 +10,48 @@ use crate::host::answer::Answer;
 use crate::host::http_error::ApiError;
 use crate::host::invocation::Function;
 use crate::inbound::client_cert::{Accepted, MatchedBy};
+use crate::inbound::config::HeaderConfig;
 use crate::inbound::InboundGate;
 use crate::outbound::Outbound;
 use serde::Serialize;
 use serde_json::json;
 use std::sync::Arc;
+use warp::http::HeaderName;
+
+/// The configured certificate header (`CLIENT_CERT_HEADER`, `X-ARR-ClientCert` by
+/// default) and chain header (`CLIENT_CERT_CHAIN_HEADER`, `rfc9440` only): the only
+/// headers the certificate is read from.
+#[derive(Debug, Clone)]
+pub struct CertHeaderNames {
+    pub cert: HeaderName,
+    pub chain: Option<HeaderName>,
+}
+
+impl CertHeaderNames {
+    /// From the checked settings (a name the settings accepted is a valid header name).
+    pub fn from_config(config: &HeaderConfig) -> Self {
+        let name = |n: &str| {
+            HeaderName::from_bytes(n.as_bytes())
+                .unwrap_or(HeaderName::from_static("x-arr-clientcert"))
+        };
+        Self {
+            cert: name(&config.name),
+            chain: config.chain_name.as_deref().map(name),
+        }
+    }
+}
+
+impl Default for CertHeaderNames {
+    fn default() -> Self {
+        Self::from_config(&HeaderConfig::default())
+    }
+}
 
 /// Shared state of the running handler.
 pub struct AppState {
     pub gate: Arc<InboundGate>,
     /// The headers the certificate (and chain) are read from.
-    pub cert_headers: crate::host::routes::CertHeaderNames,
+    pub cert_headers: CertHeaderNames,
     pub outbound: Arc<Outbound>,
     /// The clock, Unix seconds; tests pass a fixed one.
     pub clock: fn() -> i64,

@@ -6,10 +6,9 @@
 //! Must not: decide answers (see `app`) or map domain errors (see `http_error`).
 
 use crate::host::answer::{json_response, Answer};
-use crate::host::app::AppState;
+use crate::host::app::{AppState, CertHeaderNames};
 use crate::host::http_error::ApiError;
 use crate::host::invocation::{self, Function};
-use crate::inbound::config::HeaderConfig;
 use std::convert::Infallible;
 use std::sync::Arc;
 use warp::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -33,35 +32,6 @@ fn readiness() -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clon
     warp::path::end()
         .and(warp::get().or(warp::head()).unify())
         .map(|| json_response(StatusCode::OK, br#"{"status":"ready"}"#.to_vec()))
-}
-
-/// The configured certificate header (`CLIENT_CERT_HEADER`, `X-ARR-ClientCert` by
-/// default) and chain header (`CLIENT_CERT_CHAIN_HEADER`, `rfc9440` only): the only
-/// headers the certificate is read from.
-#[derive(Debug, Clone)]
-pub struct CertHeaderNames {
-    pub cert: HeaderName,
-    pub chain: Option<HeaderName>,
-}
-
-impl CertHeaderNames {
-    /// From the checked settings (a name the settings accepted is a valid header name).
-    pub fn from_config(config: &HeaderConfig) -> Self {
-        let name = |n: &str| {
-            HeaderName::from_bytes(n.as_bytes())
-                .unwrap_or(HeaderName::from_static("x-arr-clientcert"))
-        };
-        Self {
-            cert: name(&config.name),
-            chain: config.chain_name.as_deref().map(name),
-        }
-    }
-}
-
-impl Default for CertHeaderNames {
-    fn default() -> Self {
-        Self::from_config(&HeaderConfig::default())
-    }
 }
 
 /// The certificate header values of one request: reference-counted copies of the header

@@ -71,7 +71,7 @@ pub fn serve() -> ExitCode {
 pub fn build_state(config: &Config) -> Result<Arc<AppState>, ConfigError> {
     Ok(Arc::new(AppState {
         gate: Arc::new(InboundGate::from_config(&config.inbound)?),
-        cert_headers: crate::host::routes::CertHeaderNames::from_config(&config.inbound.header),
+        cert_headers: crate::host::app::CertHeaderNames::from_config(&config.inbound.header),
         outbound: Outbound::start(config.outbound.clone()),
         clock: system_clock,
     }))
