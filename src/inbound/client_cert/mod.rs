@@ -2,9 +2,10 @@
 //!
 //! Owns: the inbound decision as a pure function of (header bytes or DER, [`Policy`],
 //! `now`). The rules, in order:
-//! 1. exactly one header value holding base64 (or PEM) of exactly one DER certificate, in
-//!    DER proper (minimal lengths: another encoding of the same certificate would be
-//!    another thumbprint and another cache entry);
+//! 1. the configured header format ([`forwarded`]; App Service's base64 by default) yields
+//!    exactly one DER certificate, in DER proper (minimal lengths: another encoding of the
+//!    same certificate would be another thumbprint and another cache entry), and every
+//!    certificate of a forwarded chain is one DER certificate too;
 //! 2. the certificate meets the profile ([`profile`]: every extension decodes, appears once
 //!    and is processed when critical; RFC 5280 rules) — else `malformed`;
 //! 3. `now` within the certificate's validity period, even for pinned certificates;
@@ -13,7 +14,8 @@
 //! 5. the key and signature algorithm meet the key policy (else `weak_key`, unless
 //!    [`Policy::allow_weak_keys`]);
 //! 6. a pinned thumbprint accepts; otherwise a single, exactly matching subject CN accepts
-//!    only with a chain to a trusted CA (or in the seed's unverified mode). Every CA on
+//!    only with a chain to a trusted CA, directly or through untrusted intermediates
+//!    (configured or forwarded, see [`path`]; or in the seed's unverified mode). Every CA on
 //!    that chain meets the same profile and key policy (checked when the CAs are loaded),
 //!    and the verdict does not depend on which route `trust` verifies the chain by;
 //! 7. when revocation checking is on ([`validate_with_revocation`]), every certificate of a

@@ -13,6 +13,7 @@
 //!   the non-self-issued intermediates below each CA, RFC 5280 6.1.4 (l)-(m));
 //! - have signed the certificate below it (signature verified with its key; names
 //!   compared byte for byte, authorityKeyIdentifier matched against subjectKeyIdentifier).
+//!
 //! The anchor is checked the same way (validity, EKU, path length). When a CA on the
 //! path carries name constraints, policy constraints or critical extensions this code does
 //! not interpret, the path found is handed to OpenSSL's verifier as well (the CAs in

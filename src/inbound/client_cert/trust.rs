@@ -146,7 +146,8 @@ pub enum Route {
 pub struct VerifiedChain {
     /// The leaf's serial number, unsigned big-endian bytes.
     pub leaf_serial: Vec<u8>,
-    /// The configured CAs above the leaf, nearest first (never empty for a real chain).
+    /// The CAs above the leaf, nearest first: untrusted intermediates, then the configured
+    /// CA that anchors them (never empty for a real chain).
     pub cas: Vec<X509>,
     pub not_before: i64,
     pub not_after: i64,
