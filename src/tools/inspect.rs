@@ -256,6 +256,11 @@ pub fn run(
         }
     };
     print!("\n{}", describe_policy(gate.policy()));
+    println!(
+        "  CLIENT_CERT_HEADER_FORMAT:        {} (header {})",
+        format,
+        config.header.name
+    );
     if crate::settings::parse_bool(&ProcessEnv, "CLIENT_CERT_CRL_FETCH", false).unwrap_or(false) {
         println!(
             "  CLIENT_CERT_CRL_FETCH:            true (inspect does not download CRLs; only \
@@ -417,6 +422,14 @@ pub fn describe_policy(policy: &Policy) -> String {
                 t.len(),
                 t.subjects().join("; ")
             );
+            if !t.intermediates().is_empty() {
+                let _ = writeln!(
+                    s,
+                    "  CLIENT_CERT_INTERMEDIATES_PATH:   {} untrusted intermediate(s): {}",
+                    t.intermediates().len(),
+                    t.intermediates().subjects().join("; ")
+                );
+            }
         }
         None => {
             let _ = writeln!(
