@@ -460,3 +460,60 @@ fn inspect_reads_a_pasted_xfcc_line_and_takes_intermediates() {
     );
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// `POST /cert-info` in the host's JSON mode with these request headers: the inner status
+/// and body.
+fn invoke_json(port: u16, headers: serde_json::Value) -> (u16, serde_json::Value) {
+    let payload = serde_json::json!({
+        "Data": { "req": {
+            "Url": "https://app.example/api/cert-info",
+            "Method": "GET", "Query": {}, "Headers": headers, "Params": {}, "Identities": []
+        }},
+        "Metadata": { "sys": { "MethodName": "cert-info", "UtcNow": "2026-11-30T07:00:00Z", "RandGuid": "0" } }
+    })
+    .to_string();
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let req = format!(
+        "POST /cert-info HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{payload}",
+        payload.len()
+    );
+    stream.write_all(req.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    let outer: serde_json::Value = serde_json::from_str(body).unwrap();
+    let res = &outer["Outputs"]["res"];
+    let status = res["statusCode"].as_u64().unwrap_or(0) as u16;
+    let inner = serde_json::from_str(res["body"].as_str().unwrap_or("null")).unwrap();
+    (status, inner)
+}
+
+#[test]
+fn json_mode_reads_the_configured_headers_too() {
+    let dir = demo();
+    let d = dir.path();
+    let leaf = read(d, "client-via-intermediate.pem");
+    let mid = read(d, "intermediate.pem");
+    let env = settings(HeaderFormat::Rfc9440, &d.join("ca.pem"));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (_handler, port) = start_handler(&env);
+    let (cert, chain) = forwarded::encode(HeaderFormat::Rfc9440, &leaf.der(), &[mid.der()]);
+    let got = invoke_json(
+        port,
+        serde_json::json!({ "client-cert": [cert], "Client-Cert-Chain": [chain.unwrap()] }),
+    );
+    assert_eq!(got.0, 200, "{got:?}");
+    let got = invoke_json(port, serde_json::json!({ "Client-Cert": [cert] }));
+    assert_eq!(
+        (got.0, got.1["code"].as_str()),
+        (403, Some("untrusted_chain"))
+    );
+    let arr = read(d, "client.pem").header_value();
+    let got = invoke_json(port, serde_json::json!({ "X-ARR-ClientCert": [arr] }));
+    assert_eq!((got.0, got.1["code"].as_str()), (403, Some("missing")));
+}

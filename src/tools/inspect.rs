@@ -258,8 +258,7 @@ pub fn run(
     print!("\n{}", describe_policy(gate.policy()));
     println!(
         "  CLIENT_CERT_HEADER_FORMAT:        {} (header {})",
-        format,
-        config.header.name
+        format, config.header.name
     );
     if crate::settings::parse_bool(&ProcessEnv, "CLIENT_CERT_CRL_FETCH", false).unwrap_or(false) {
         println!(
