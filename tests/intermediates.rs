@@ -388,3 +388,33 @@ fn with_revocation_on_a_forwarded_intermediate_without_a_crl_is_refused_as_unkno
         Err(CertError::RevocationUnknown { .. })
     ));
 }
+
+#[test]
+fn a_pinned_certificate_under_a_configured_intermediate_is_still_checked_for_revocation() {
+    use mtls_handler::inbound::client_cert::Thumbprint;
+    let p = pki();
+    let trust = anchors(&p.root, &[&p.intermediate]);
+    let t = now();
+    let set: Vec<Arc<Crl>> = [(&p.root, vec![]), (&p.intermediate, vec![&p.leaf.cert])]
+        .into_iter()
+        .map(|(signer, revoked)| {
+            let der = crl(signer, &revoked, t - 60, t + 86_400).to_der().unwrap();
+            Arc::new(Crl::verify(&der, &trust, "test").unwrap())
+        })
+        .collect();
+    let pinned = mtls_handler::inbound::client_cert::Policy {
+        thumbprints: [Thumbprint::of_der(&p.leaf.der()).1].into_iter().collect(),
+        ..policy(&[], Some(trust))
+    };
+    let g = InboundGate::with_revocation(
+        pinned,
+        ValidationCache::new(10, 60),
+        CrlSet::new(set),
+        false,
+        false,
+    );
+    assert!(matches!(
+        decide(&g, &p.leaf, &[]),
+        Err(CertError::Revoked { .. })
+    ));
+}

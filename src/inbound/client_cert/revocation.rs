@@ -603,11 +603,13 @@ fn representative<'a>(cert: &'a X509, anchors: &'a TrustAnchors) -> &'a X509 {
     preferred(group).unwrap_or(cert)
 }
 
-/// A configured CA that issued `cert` (its subject is `cert`'s issuer and its key verifies
-/// `cert`'s signature), other than those in `visited`.
+/// A configured CA or intermediate that issued `cert` (its subject is `cert`'s issuer and
+/// its key verifies `cert`'s signature), other than those in `visited`.
 fn parent_of<'a>(cert: &X509Ref, anchors: &'a TrustAnchors, visited: &[&X509]) -> Option<&'a X509> {
+    // The configured intermediates count too: a pinned certificate one of them issued is on
+    // that intermediate's CRL, and the intermediate on its issuer's.
     let candidates: Vec<&X509> = anchors
-        .certificates()
+        .crl_issuers()
         .filter(|ca| {
             same_name(cert.issuer_name(), ca.subject_name())
                 && !visited.iter().any(|v| {
