@@ -94,7 +94,7 @@ pub enum OutboundCommand {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        None | Some(Command::Serve) => crate::host::start::serve(),
+        None | Some(Command::Serve) => crate::host::start::serve(crate::functions::all()),
         Some(Command::DevCerts { out, force }) => crate::tools::dev_certs::run(&out, force),
         Some(Command::FrontEnd {
             listen,

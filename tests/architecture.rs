@@ -43,6 +43,7 @@ fn the_checker_reports_a_cycle_between_siblings_and_a_use_of_the_parent() {
 #[test]
 fn the_checker_reads_grouped_relative_and_qualified_paths_but_not_comments_or_tests() {
     let src = "//! see crate::gone\nuse crate::{host::app, settings::X};\nuse super::sibling::Y;\n\
+               const M: &str = \"see crate::not_a_use\"; const Q: char = '\"';\n\
                fn f() { crate::clock::system_clock(); } // crate::ignored\n\
                #[cfg(test)]\nmod tests { use crate::tools::pki; }\n";
     let found = references(src, &path("inbound::gate"));
@@ -204,13 +205,41 @@ fn split_top_level(s: &str) -> Vec<&str> {
     items.into_iter().filter(|i| !i.trim().is_empty()).collect()
 }
 
-/// `text` without `//` comments (doc comments included). String literals containing `//`
-/// are rare in this crate and only ever hide a path, never invent one.
+/// `text` without `//` comments (doc comments included) and without the contents of
+/// string literals (a message that names a path is not a use of it).
 fn without_comments(text: &str) -> String {
-    text.lines()
-        .map(|l| l.find("//").map_or(l, |i| &l[..i]))
-        .collect::<Vec<_>>()
-        .join("\n")
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let chars: Vec<char> = line.chars().collect();
+        let mut i = 0;
+        let mut in_string = false;
+        while i < chars.len() {
+            let c = chars[i];
+            if in_string {
+                match c {
+                    '\\' => i += 1,
+                    '"' => {
+                        in_string = false;
+                        out.push('"');
+                    }
+                    _ => {}
+                }
+            } else if c == '/' && chars.get(i + 1) == Some(&'/') {
+                break;
+            } else if c == '"' {
+                in_string = true;
+                out.push('"');
+            } else if c == '\'' && chars.get(i + 2) == Some(&'\'') {
+                // A char literal such as '"'.
+                i += 2;
+            } else {
+                out.push(c);
+            }
+            i += 1;
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// `text` without the items that follow a top-level `#[cfg(test)]`, up to their closing brace.

@@ -302,7 +302,11 @@ fn local_settings_example_documents_every_setting_in_the_readme() {
 #[test]
 fn readme_settings_table_lists_only_settings_in_the_example_or_set_by_the_host() {
     let values = local_settings_values();
-    let host_set = ["FUNCTIONS_CUSTOMHANDLER_PORT", "FUNCTIONS_HTTPWORKER_PORT"];
+    let host_set = [
+        "FUNCTIONS_CUSTOMHANDLER_PORT",
+        "FUNCTIONS_HTTPWORKER_PORT",
+        "FUNCTIONS_APP_ROOT_PATH",
+    ];
     let extra: Vec<String> = readme_settings()
         .into_iter()
         .filter(|name| !values.contains_key(name) && !host_set.contains(&name.as_str()))

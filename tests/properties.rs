@@ -17,8 +17,8 @@
 mod common;
 
 use common::{crl, now, write, TestPki, PARTNER_CN};
-use mtls_handler::host::app::AppState;
 use mtls_handler::host::config::Config;
+use mtls_handler::host::function::AppState;
 use mtls_handler::tools::pki::{CertSpec, Issued};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, TestRunner};
@@ -79,7 +79,11 @@ fn fixture_with(extra: &[(&str, &str)]) -> Fixture {
         .unwrap();
     let state: Arc<AppState> = {
         let _guard = rt.enter();
-        mtls_handler::host::start::build_state(&config).unwrap()
+        mtls_handler::host::start::build_state_with(
+            &config,
+            mtls_handler::host::function::Registry::new(mtls_handler::functions::all()).unwrap(),
+        )
+        .unwrap()
     };
     let listener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
@@ -364,7 +368,10 @@ fn any_json_mode_payload_gets_a_clean_answer_never_a_5xx() {
 #[test]
 fn huge_and_deeply_nested_payloads_get_413_or_400() {
     let f = fixture();
-    let huge = vec![b' '; 2 * 1024 * 1024];
+    let limit = mtls_handler::host::routes::invocation_limit(
+        mtls_handler::host::config::DEFAULT_MAX_BODY_BYTES,
+    );
+    let huge = vec![b' '; limit + 1];
     let (status, body) = f.invoke("cert-info", huge);
     assert_eq!(status, 413, "{body}");
 

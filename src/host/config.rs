@@ -6,6 +6,7 @@
 use crate::inbound::config::InboundConfig;
 use crate::outbound::OutboundConfig;
 use crate::settings::{parse_number, ConfigError, EnvSource};
+use std::path::PathBuf;
 
 /// All settings of the `serve` command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,6 +15,7 @@ pub struct Config {
     pub port: u16,
     pub inbound: InboundConfig,
     pub outbound: OutboundConfig,
+    pub functions: FunctionsConfig,
 }
 
 impl Config {
@@ -22,6 +24,7 @@ impl Config {
             port: port(env)?,
             inbound: InboundConfig::from_env(env)?,
             outbound: OutboundConfig::from_env(env)?,
+            functions: FunctionsConfig::from_env(env)?,
         })
     }
 }
@@ -33,6 +36,36 @@ fn port(env: &dyn EnvSource) -> Result<u16, ConfigError> {
         }
     }
     Ok(3000)
+}
+
+/// How the functions are served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionsConfig {
+    /// `MAX_REQUEST_BODY_BYTES` (default 1 MiB, 1 byte to 100 MiB): larger bodies get 413.
+    pub max_body_bytes: usize,
+    /// `FUNCTIONS_APP_ROOT_PATH` (set by the host), else the working directory: where the
+    /// function folders are.
+    pub app_root: Option<PathBuf>,
+}
+
+/// The default `MAX_REQUEST_BODY_BYTES`.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+
+impl FunctionsConfig {
+    pub fn from_env(env: &dyn EnvSource) -> Result<Self, ConfigError> {
+        const BODY: &str = "MAX_REQUEST_BODY_BYTES";
+        let max_body_bytes = parse_number(env, BODY, DEFAULT_MAX_BODY_BYTES)?;
+        if !(1..=100 * 1024 * 1024).contains(&max_body_bytes) {
+            return Err(ConfigError::invalid(
+                BODY,
+                format!("{max_body_bytes} is not between 1 and 104857600 (100 MiB)"),
+            ));
+        }
+        Ok(Self {
+            max_body_bytes,
+            app_root: env.get("FUNCTIONS_APP_ROOT_PATH").map(PathBuf::from),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -71,5 +104,17 @@ mod tests {
         assert_eq!(e.setting(), "ALLOW_UNVERIFIED_COMMON_NAMES");
         let e = Config::from_env(&env(&[("FUNCTIONS_CUSTOMHANDLER_PORT", "70000")])).unwrap_err();
         assert_eq!(e.setting(), "FUNCTIONS_CUSTOMHANDLER_PORT");
+    }
+
+    #[test]
+    fn the_body_limit_defaults_to_one_mib_and_refuses_zero_naming_the_setting() {
+        let c = Config::from_env(&env(&[])).unwrap();
+        assert_eq!(c.functions.max_body_bytes, 1024 * 1024);
+        let c = Config::from_env(&env(&[("MAX_REQUEST_BODY_BYTES", "2048")])).unwrap();
+        assert_eq!(c.functions.max_body_bytes, 2048);
+        for bad in ["0", "lots", "104857601"] {
+            let e = Config::from_env(&env(&[("MAX_REQUEST_BODY_BYTES", bad)])).unwrap_err();
+            assert_eq!(e.setting(), "MAX_REQUEST_BODY_BYTES");
+        }
     }
 }

@@ -29,9 +29,34 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("invalid invocation payload: {0}")]
     InvalidInvocation(String),
+    /// The request body could not be read or is not what the function expects.
+    #[error("invalid request body: {reason}")]
+    InvalidBody { reason: String },
+    /// A function's own refusal (`ApiError::function(422, "invalid_order", "...")`).
+    #[error("{code}: {message}")]
+    Function {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+    },
 }
 
 impl ApiError {
+    /// A function's own error: `status` (4xx or 5xx; anything else becomes 500), a stable
+    /// snake_case `code` and a `message` the caller may see.
+    pub fn function(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        let status = if status.is_client_error() || status.is_server_error() {
+            status
+        } else {
+            StatusCode::INTERNAL_SERVER_ERROR
+        };
+        Self::Function {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Cert(_) => StatusCode::FORBIDDEN,
@@ -39,7 +64,8 @@ impl ApiError {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::InvalidInvocation(_) => StatusCode::BAD_REQUEST,
+            Self::InvalidInvocation(_) | Self::InvalidBody { .. } => StatusCode::BAD_REQUEST,
+            Self::Function { status, .. } => *status,
         }
     }
 
@@ -52,6 +78,8 @@ impl ApiError {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge => "payload_too_large",
             Self::InvalidInvocation(_) => "invalid_invocation",
+            Self::InvalidBody { .. } => "invalid_body",
+            Self::Function { code, .. } => code,
         }
     }
 
@@ -64,6 +92,9 @@ impl ApiError {
             Self::MethodNotAllowed => "method not allowed".to_owned(),
             Self::PayloadTooLarge => "request body too large".to_owned(),
             Self::InvalidInvocation(_) => "invalid invocation payload".to_owned(),
+            // Serde's "expected ... at line 1 column 9": about the caller's own bytes.
+            Self::InvalidBody { reason } => format!("invalid request body: {reason}"),
+            Self::Function { message, .. } => message.clone(),
         }
     }
 

@@ -1,36 +1,140 @@
-//! The Functions host's custom-handler protocol.
+//! The Functions host's JSON invocation protocol.
 //!
-//! Owns: the names of our functions, and the JSON invocation format the host uses for
-//! functions that are not pure HTTP in/out (`POST /{function}` with `Data`/`Metadata`,
-//! answered with `Outputs`/`Logs`). See `functions-host.md` section 2.
+//! Owns: reading the request out of the JSON invocation format the host uses for
+//! functions that are not pure HTTP in/out (`POST /{function}` with `Data`/`Metadata`:
+//! `Method`, `Query`, `Params`, `Headers`, `Body`), and answering with `Outputs`/`Logs`.
+//! See `functions-host.md` section 2.
 //! Must not: decide answers (see `app`). Payloads come from the host but are parsed as if
 //! hostile: any shape yields a clean result, never a panic.
 
 use crate::host::answer::Answer;
+use crate::host::function::{CertHeaderNames, Method};
+use base64::Engine as _;
+use bytes::Bytes;
 use serde_json::{json, Map, Value};
+use warp::http::{HeaderMap, HeaderName, HeaderValue};
 
-/// The functions this app serves (folder name = function name = route).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Function {
-    Health,
-    CertInfo,
-    OutboundMtls,
+/// The certificate header, as `HeaderMap` keys are spelled (lowercase).
+pub const CERT_HEADER: HeaderName = HeaderName::from_static("x-arr-clientcert");
+
+/// The request inside a JSON invocation, as `Data.req` describes it.
+#[derive(Debug)]
+pub struct JsonRequest {
+    /// `Method`; a payload without one is a `GET` (the host always sends it), one that is
+    /// not a method a function can declare is `None` (405).
+    pub method: Option<Method>,
+    pub params: Vec<(String, String)>,
+    pub query: Vec<(String, String)>,
+    /// `Headers` without the certificate headers; names or values HTTP cannot carry are
+    /// dropped.
+    pub headers: HeaderMap,
+    /// The configured certificate header's values (see [`header_values`]).
+    pub cert_values: Vec<Vec<u8>>,
+    /// The configured chain header's values (`rfc9440`; else none).
+    pub chain_values: Vec<Vec<u8>>,
+    /// `Body`: text as its UTF-8 bytes, base64 for `application/octet-stream` and
+    /// `multipart/*` (how the host sends bytes), any other JSON value re-serialized. `Err`
+    /// says why it could not be read.
+    pub body: Result<Bytes, String>,
 }
 
-impl Function {
-    pub const ALL: [Self; 3] = [Self::Health, Self::CertInfo, Self::OutboundMtls];
-
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|f| f.name() == name)
+/// Reads everything a function needs from a JSON invocation payload, the certificate from
+/// the headers `names` configures.
+pub fn read_request(payload: &Value, names: &CertHeaderNames) -> JsonRequest {
+    let req = trigger(payload);
+    let field = |name: &str| req.and_then(|r| get_ci(r, name));
+    let method = match field("Method") {
+        None | Some(Value::Null) => Some(Method::Get),
+        Some(Value::String(m)) => Method::parse(m),
+        Some(_) => None,
+    };
+    let headers = field("Headers").map_or_else(HeaderMap::new, |h| to_header_map(h, names));
+    let body = read_body(field("Body"), &headers);
+    JsonRequest {
+        method,
+        params: field("Params").map(to_pairs).unwrap_or_default(),
+        query: field("Query").map(to_pairs).unwrap_or_default(),
+        cert_values: header_values(payload, names.cert.as_str()),
+        chain_values: names
+            .chain
+            .as_ref()
+            .map(|c| header_values(payload, c.as_str()))
+            .unwrap_or_default(),
+        headers,
+        body,
     }
+}
 
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Health => "health",
-            Self::CertInfo => "cert-info",
-            Self::OutboundMtls => "outbound-mtls",
+fn read_body(body: Option<&Value>, headers: &HeaderMap) -> Result<Bytes, String> {
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let binary = content_type.starts_with("application/octet-stream")
+        || content_type.starts_with("multipart/");
+    match body {
+        None | Some(Value::Null) => Ok(Bytes::new()),
+        Some(Value::String(text)) if binary => base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .map(Bytes::from)
+            .map_err(|e| format!("the invocation's Body is not base64: {e}")),
+        Some(Value::String(text)) => Ok(Bytes::copy_from_slice(text.as_bytes())),
+        Some(other) => serde_json::to_vec(other)
+            .map(Bytes::from)
+            .map_err(|e| e.to_string()),
+    }
+}
+
+/// `Query`/`Params`: an object of strings (arrays joined with `,`, other values as JSON).
+fn to_pairs(value: &Value) -> Vec<(String, String)> {
+    let Some(object) = value.as_object() else {
+        return Vec::new();
+    };
+    object
+        .iter()
+        .map(|(k, v)| {
+            let text = match v {
+                Value::String(s) => s.clone(),
+                Value::Null => String::new(),
+                Value::Array(items) => items
+                    .iter()
+                    .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_owned))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                other => other.to_string(),
+            };
+            (k.clone(), text)
+        })
+        .collect()
+}
+
+/// `Headers`: an object of string arrays (a lone string is accepted too).
+fn to_header_map(value: &Value, names: &CertHeaderNames) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    let Some(object) = value.as_object() else {
+        return map;
+    };
+    for (key, value) in object {
+        let Ok(name) = HeaderName::from_bytes(key.as_bytes()) else {
+            continue;
+        };
+        if names.hides(&name) {
+            continue;
+        }
+        let values: Vec<&str> = match value {
+            Value::Array(items) => items.iter().filter_map(Value::as_str).collect(),
+            Value::String(s) => vec![s.as_str()],
+            _ => Vec::new(),
+        };
+        for v in values {
+            if let Ok(v) = HeaderValue::from_str(v) {
+                map.append(name.clone(), v);
+            }
         }
     }
+    map
 }
 
 /// The trigger binding name in our `function.json` files.
@@ -100,22 +204,28 @@ fn get_ci<'a>(object: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
 ///
 /// `body` is a JSON string (not an object) so the host writes it verbatim with our
 /// `Content-Type`.
-pub fn invocation_response(answer: &Answer, function: Function) -> Value {
+pub fn invocation_response(answer: &Answer, function: &str) -> Value {
     let mut logs = Vec::new();
     if !answer.status.is_success() {
         logs.push(format!(
             "{}: {} {}",
-            function.name(),
+            function,
             answer.status.as_u16(),
             answer.code.as_deref().unwrap_or("error")
         ));
+    }
+    let mut headers = json!({ "Content-Type": "application/json", "Cache-Control": "no-store" });
+    for (name, value) in &answer.headers {
+        if let (Some(object), Ok(value)) = (headers.as_object_mut(), value.to_str()) {
+            object.insert(name.as_str().to_owned(), Value::from(value));
+        }
     }
     json!({
         "Outputs": {
             OUTPUT_NAME: {
                 "statusCode": answer.status.as_u16(),
                 "body": answer.body_text(),
-                "headers": { "Content-Type": "application/json", "Cache-Control": "no-store" },
+                "headers": headers,
             }
         },
         "Logs": logs,

@@ -12,6 +12,8 @@
 pub mod answer;
 pub mod app;
 pub mod config;
+pub mod folders;
+pub mod function;
 pub mod http_error;
 pub mod invocation;
 pub mod routes;

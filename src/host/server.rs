@@ -1,18 +1,20 @@
 //! Running the HTTP server until shutdown.
 //!
 //! Owns: the listener, the per-connection HTTP/1 server, graceful draining and the drain
-//! deadline, and lifting the certificate headers (`CLIENT_CERT_HEADER`, and
-//! `CLIENT_CERT_CHAIN_HEADER` for `rfc9440`) out of each request before routing.
+//! deadline, and handing each request to its route: forwarded function calls (`/api/...`)
+//! straight to `routes::forwarded_step`, everything else to warp.
 //! Must not: build state or read configuration (callers pass both in, so tests run the
-//! same server on `127.0.0.1:0`).
+//! same server on `127.0.0.1:0`), or match routes itself (`routes` does).
 //!
-//! This is `warp::serve` written out: warp offers no filter that reads every value of one
-//! header without cloning the whole header map, and that clone was the largest cost left
-//! on a cached `/api/cert-info` (see BENCHMARKS.md). Here the values are copied (reference
-//! counted, no byte copies) into a task-local that `routes` reads while the request runs.
+//! This is `warp::serve` written out (see BENCHMARKS.md). The header map and the body of a
+//! request are moved, never copied: for `/api/...` straight into the function's request
+//! context, without warp's filters, which were the largest cost left on a cached
+//! `/api/cert-info`; for the rest into a task-local that `routes` takes while warp, which
+//! sees only the method and the URI, runs its filters.
 
-use crate::host::app::AppState;
-use crate::host::routes::{routes, ClientCertHeaders, CLIENT_CERT_HEADERS};
+use crate::host::app::{RequestBody, Step};
+use crate::host::function::AppState;
+use crate::host::routes::{api_tail, forwarded_step, served_routes, Lifted, LIFTED};
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -32,8 +34,7 @@ pub async fn run(
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    let names = state.cert_headers.clone();
-    let service = warp::service(routes(state));
+    let service = warp::service(served_routes(state.clone()));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -49,12 +50,43 @@ pub async fn run(
             },
             () = &mut shutdown => break,
         };
-        let (service, names) = (service.clone(), names.clone());
+        let (service, state) = (service.clone(), state.clone());
         let per_request =
             hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                let headers = ClientCertHeaders::from_headers(req.headers(), &names);
-                let mut service = service.clone();
-                CLIENT_CERT_HEADERS.scope(headers, service.call(req))
+                let (mut parts, body) = req.into_parts();
+                let headers = std::mem::take(&mut parts.headers);
+                // Forwarded function calls, the hot path, skip warp's filters.
+                let routed = match api_tail(parts.uri.path()) {
+                    Some(tail) => {
+                        let body = RequestBody::incoming(body);
+                        let query = parts.uri.query();
+                        let step =
+                            forwarded_step(&state, &parts.method, tail, query, headers, body);
+                        Routed::Direct(state.clone(), step)
+                    }
+                    None => {
+                        let query = parts.uri.query().map(str::to_owned);
+                        let req = hyper::Request::from_parts(
+                            parts,
+                            http_body_util::Empty::<bytes::Bytes>::new(),
+                        );
+                        let lifted = std::cell::RefCell::new(Some(Lifted {
+                            headers,
+                            body,
+                            query,
+                        }));
+                        let mut service = service.clone();
+                        Routed::Warp(LIFTED.scope(lifted, service.call(req)))
+                    }
+                };
+                async move {
+                    match routed {
+                        Routed::Direct(state, step) => Ok(warp::Reply::into_response(
+                            state.complete(step).await.into_response(),
+                        )),
+                        Routed::Warp(future) => future.await,
+                    }
+                }
             });
         let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), per_request);
         let connection = graceful.watch(connection);
@@ -75,6 +107,12 @@ pub async fn run(
             "drain deadline passed; closing remaining connections"
         );
     }
+}
+
+/// Where one request went: answered here, or handed to warp.
+enum Routed<W> {
+    Direct(Arc<AppState>, Step),
+    Warp(W),
 }
 
 /// Completes on SIGTERM (what the Functions host sends) or Ctrl-C.

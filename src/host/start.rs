@@ -1,13 +1,16 @@
 //! Process start-up for the `serve` command, as the Functions host runs it.
 //!
-//! Owns: the order of start-up (logs, settings, runtime, state, socket) and the exit
-//! codes the host acts on: 0 after a clean shutdown (the host does not restart us), 1 for
-//! a bad setting or a port that cannot be bound (the host restarts and reports stderr).
+//! Owns: the order of start-up (logs, settings, functions and their folders, runtime,
+//! state, socket) and the exit codes the host acts on: 0 after a clean shutdown (the host
+//! does not restart us), 1 for a bad setting, function folders that disagree with the
+//! registered functions, or a port that cannot be bound (the host restarts and reports
+//! stderr).
 //! Must not: hold request logic.
 
 use crate::clock::system_clock;
-use crate::host::app::AppState;
 use crate::host::config::Config;
+use crate::host::function::AppState;
+use crate::host::function::{Access, Function, Registry};
 use crate::inbound::InboundGate;
 use crate::outbound::Outbound;
 use crate::settings::{ConfigError, EnvSource, ProcessEnv};
@@ -15,8 +18,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-/// Runs the handler until SIGTERM or Ctrl-C.
-pub fn serve() -> ExitCode {
+/// Runs the handler with `functions` until SIGTERM or Ctrl-C.
+pub fn serve(functions: Vec<Function>) -> ExitCode {
     let env = ProcessEnv;
     let log_format = env.get("LOG_FORMAT").map(|f| f.trim().to_ascii_lowercase());
     crate::telemetry::init(log_format.as_deref() == Some("json"));
@@ -30,6 +33,14 @@ pub fn serve() -> ExitCode {
         Ok(c) => c,
         Err(e) => return fatal(&e),
     };
+    let registry = match checked_registry(functions, &config) {
+        Ok(r) => r,
+        Err(message) => {
+            tracing::error!(error = %message, "functions do not match their folders");
+            eprintln!("fatal: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -41,7 +52,7 @@ pub fn serve() -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let state = match build_state(&config) {
+        let state = match build_state_with(&config, registry) {
             Ok(s) => s,
             Err(e) => return fatal(&e),
         };
@@ -66,14 +77,44 @@ pub fn serve() -> ExitCode {
     })
 }
 
-/// The shared state for `config`. Reads the files the settings name; starts the outbound
-/// identity loading in the background (needs a Tokio runtime).
-pub fn build_state(config: &Config) -> Result<Arc<AppState>, ConfigError> {
+/// `functions` checked among themselves and against the folders at the app root; the
+/// error is one line naming the folder and the difference.
+pub fn checked_registry(functions: Vec<Function>, config: &Config) -> Result<Registry, String> {
+    let registry = Registry::new(functions).map_err(|e| e.to_string())?;
+    let root = crate::host::folders::app_root(config.functions.app_root.as_deref())
+        .map_err(|e| e.to_string())?;
+    let problems = crate::host::folders::check(&root, &registry);
+    if !problems.is_empty() {
+        let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        return Err(lines.join("; "));
+    }
+    for f in registry.iter() {
+        tracing::info!(
+            function = f.name(),
+            route = f.route_template(),
+            methods = %f.allow_header(),
+            access = match f.access() {
+                Access::Gated => "client certificate",
+                Access::Public => "PUBLIC (no certificate)",
+            },
+            "function registered"
+        );
+    }
+    Ok(registry)
+}
+
+/// The shared state for `config` serving `functions`.
+pub fn build_state_with(
+    config: &Config,
+    functions: Registry,
+) -> Result<Arc<AppState>, ConfigError> {
     Ok(Arc::new(AppState {
         gate: Arc::new(InboundGate::from_config(&config.inbound)?),
-        cert_headers: crate::host::app::CertHeaderNames::from_config(&config.inbound.header),
+        cert_headers: crate::host::function::CertHeaderNames::from_config(&config.inbound.header),
         outbound: Outbound::start(config.outbound.clone()),
         clock: system_clock,
+        functions,
+        max_body_bytes: config.functions.max_body_bytes,
     }))
 }
 

@@ -24,20 +24,26 @@ pub mod check;
 pub mod client;
 pub mod config;
 pub mod credential;
+mod error;
 pub mod identity;
 pub mod key_vault;
 pub mod pkcs12;
 pub mod redact;
+pub mod request;
 
 pub use config::{
     FileConfig, KeyVaultConfig, NetworkOverrides, OutboundConfig, ProxyConfig, Secret,
 };
+pub use error::OutboundError;
 pub use identity::{ClientIdentity, LoadFailure, SourceKind};
+pub use request::{PartnerRequest, PartnerResponse, MAX_RESPONSE_BYTES};
 
 use crate::clock::system_clock;
+use bytes::Bytes;
 use client::FailureKind;
 use identity::IdentitySource;
 use openssl::x509::X509;
+use reqwest::Method;
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,40 +57,6 @@ pub struct OutboundSuccess {
     pub status_code: u16,
     pub certificate_thumbprint: String,
     pub source: &'static str,
-}
-
-/// Why the partner call did not succeed. `Display` is what clients see: no secrets, no
-/// internal addresses; `detail` fields are for logs only.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum OutboundError {
-    #[error("REMOTE_API_URL is not set: there is no partner API to call")]
-    NotConfigured,
-    /// What was tried and why each source failed.
-    #[error("{message}")]
-    NoIdentity { message: String },
-    #[error("the outbound client certificate is still loading (waited {seconds}s)")]
-    IdentityLoading { seconds: u64 },
-    #[error("the partner API answered HTTP {status}")]
-    RemoteStatus { status: u16 },
-    #[error("the partner API could not be reached")]
-    Unreachable { detail: String },
-    #[error("the TLS handshake with the partner API failed")]
-    Tls { detail: String },
-    #[error("the partner API did not answer within {seconds}s")]
-    Timeout { seconds: u64 },
-    #[error("the call to the partner API failed")]
-    Request { detail: String },
-}
-
-impl OutboundError {
-    /// The partner's status code, for "the partner answered non-2xx".
-    pub fn remote_status(&self) -> Option<u16> {
-        match self {
-            Self::RemoteStatus { status } => Some(*status),
-            _ => None,
-        }
-    }
 }
 
 /// What `/api/health` reports about the outbound certificate (never secrets).
@@ -531,6 +503,119 @@ fn backoff(config: &OutboundConfig, failures_in_row: u32) -> Duration {
         .saturating_mul(factor)
         .min(config.retry_max)
         .min(config.refresh)
+}
+
+// === any partner request (see `request`) ===
+
+impl Outbound {
+    /// `REMOTE_API_URL`, the partner this app is configured to call (if set).
+    pub fn remote_api_url(&self) -> Option<&str> {
+        self.inner.config.remote_api_url.as_deref()
+    }
+
+    /// Sends `request` presenting the app's identity and returns the partner's answer,
+    /// any status. Bounded as a whole (identity, connect, TLS, request, response body) by
+    /// `REMOTE_API_TIMEOUT_SECONDS`; a refused connection (nothing was sent) is retried
+    /// once; redirects are returned, not followed.
+    pub async fn request(&self, request: PartnerRequest) -> Result<PartnerResponse, OutboundError> {
+        let body = request
+            .body
+            .map_err(|detail| OutboundError::Request { detail })?;
+        let deadline = Instant::now() + self.inner.config.timeout;
+        let active = self.identity(deadline).await?;
+        let seconds = self.inner.config.timeout.as_secs();
+        let mut retried = false;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(OutboundError::Timeout { seconds });
+            }
+            let sent = active
+                .client
+                .request(request.method.clone(), &request.url)
+                .headers(request.headers.clone())
+                .body(body.clone())
+                .timeout(remaining)
+                .send()
+                .await;
+            match sent {
+                Ok(response) => {
+                    return read_response(response, &active, &request.method, deadline, seconds)
+                        .await
+                }
+                Err(e) => {
+                    let kind = client::classify(&e);
+                    let e = e.without_url();
+                    let detail = client::chain_text(&e);
+                    if kind == FailureKind::Refused
+                        && !retried
+                        && remaining > Duration::from_secs(1)
+                    {
+                        tracing::info!(method = %request.method, error = %detail, "partner refused the connection; retrying once");
+                        retried = true;
+                        tokio::time::sleep(Duration::from_millis(250)).await;
+                        continue;
+                    }
+                    tracing::warn!(method = %request.method, kind = ?kind, error = %detail, "partner call failed");
+                    return Err(match kind {
+                        FailureKind::Timeout => OutboundError::Timeout { seconds },
+                        FailureKind::Tls => OutboundError::Tls { detail },
+                        FailureKind::Refused | FailureKind::Unreachable => {
+                            OutboundError::Unreachable { detail }
+                        }
+                        FailureKind::Other => OutboundError::Request { detail },
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Reads the whole body (at most [`MAX_RESPONSE_BYTES`]) before `deadline`.
+async fn read_response(
+    mut response: reqwest::Response,
+    active: &Active,
+    method: &Method,
+    deadline: Instant,
+    seconds: u64,
+) -> Result<PartnerResponse, OutboundError> {
+    let status = response.status().as_u16();
+    let headers = std::mem::take(response.headers_mut());
+    let mut body = Vec::new();
+    loop {
+        match tokio::time::timeout_at(deadline, response.chunk()).await {
+            Err(_) => return Err(OutboundError::Timeout { seconds }),
+            Ok(Err(e)) => {
+                return Err(OutboundError::Request {
+                    detail: client::chain_text(&e.without_url()),
+                })
+            }
+            Ok(Ok(None)) => break,
+            Ok(Ok(Some(chunk))) => {
+                if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                    return Err(OutboundError::Request {
+                        detail: format!(
+                            "the partner's response is over {MAX_RESPONSE_BYTES} bytes"
+                        ),
+                    });
+                }
+                body.extend_from_slice(&chunk);
+            }
+        }
+    }
+    tracing::info!(
+        method = %method,
+        status,
+        thumbprint = %active.identity.thumbprint(),
+        source = active.identity.source.as_str(),
+        "partner call answered"
+    );
+    Ok(PartnerResponse {
+        status,
+        headers,
+        body: Bytes::from(body),
+        certificate_thumbprint: active.identity.thumbprint().to_owned(),
+    })
 }
 
 #[cfg(test)]
