@@ -133,7 +133,11 @@ fn via_intermediate(c: &mut Criterion) {
         ..policy(&root)
     };
     let plain = with(anchors());
-    let configured = with(anchors().with_intermediates(&[mid.cert.clone()], false).0);
+    let configured = with(
+        anchors()
+            .with_intermediates(std::slice::from_ref(&mid.cert), false)
+            .0,
+    );
     let chain = vec![mid.der()];
     assert!(validate(&direct[0], &plain, t).is_ok());
     assert!(validate(&via_mid[0], &configured, t).is_ok());
