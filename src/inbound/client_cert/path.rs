@@ -33,7 +33,6 @@ use openssl::pkey::{PKey, Public};
 use openssl::sign::Verifier;
 use openssl::x509::X509;
 use std::collections::HashMap;
-use std::sync::OnceLock;
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::ParsedExtension;
 use x509_parser::oid_registry as oids;
@@ -46,10 +45,10 @@ pub const MAX_SIGNATURE_CHECKS: usize = 16;
 /// What path building needs to know about one CA certificate, decoded once.
 pub(super) struct CaFacts {
     der: Vec<u8>,
-    /// OpenSSL's decoding, made only when needed (it costs more than the rest of a
-    /// validation): for a certificate that ends up on a path, or whose signature algorithm
-    /// only OpenSSL checks.
-    cert: OnceLock<Option<X509>>,
+    /// OpenSSL's decoding, made once: its public key is the one signatures are checked
+    /// with (decoding the key a second time, alone, would cost as much again: OpenSSL 3's
+    /// decoders are most of a validation's cost, see BENCHMARKS.md).
+    cert: X509,
     subject: Vec<u8>,
     issuer: Vec<u8>,
     pub(super) subject_text: String,
@@ -87,14 +86,18 @@ impl CaFacts {
     /// `allow_weak_keys`) the key policy; `None` when it does not parse (such a
     /// certificate can be on no path).
     pub(super) fn from_der(der: &[u8], allow_weak_keys: bool) -> Option<Self> {
+        Self::from_parts(der, X509::from_der(der).ok()?, allow_weak_keys)
+    }
+
+    fn from_parts(der: &[u8], cert: X509, allow_weak_keys: bool) -> Option<Self> {
         let (rest, parsed) = x509_parser::parse_x509_certificate(der).ok()?;
         if !rest.is_empty() {
             return None;
         }
-        let key = PKey::public_key_from_der(parsed.public_key().raw).ok()?;
+        let key = cert.public_key().ok()?;
         let mut facts = Self {
             der: der.to_vec(),
-            cert: OnceLock::new(),
+            cert,
             subject: parsed.subject().as_raw().to_vec(),
             issuer: parsed.issuer().as_raw().to_vec(),
             subject_text: parsed.subject().to_string(),
@@ -159,18 +162,15 @@ impl CaFacts {
     /// A CA whose OpenSSL form is already at hand (`trusted`: a configured CA, already
     /// held to the profile and key policy when its set was built).
     fn with_x509(cert: &X509, trusted: bool, allow_weak_keys: bool) -> Option<Self> {
-        let mut facts = Self::from_der(&cert.to_der().ok()?, allow_weak_keys)?;
+        let mut facts = Self::from_parts(&cert.to_der().ok()?, cert.clone(), allow_weak_keys)?;
         if trusted {
             facts.defect = None;
         }
-        let _ = facts.cert.set(Some(cert.clone()));
         Some(facts)
     }
 
     pub(super) fn x509(&self) -> Option<&X509> {
-        self.cert
-            .get_or_init(|| X509::from_der(&self.der).ok())
-            .as_ref()
+        Some(&self.cert)
     }
 
     /// Whether `self` signed the certificate with these parts.
