@@ -12,15 +12,22 @@
 //!   (`forwarded`, as XFCC `Chain` / `Client-Cert-Chain` bring it), beside the same leaf
 //!   issued by the anchor itself (`direct`). Two signature checks instead of one.
 //! - `gate_cached_xfcc`, `gate_cached_rfc9440`: a cache hit in those header formats.
+//! - `partners_1000/*`: the same with a partners document of 1,000 partners (each a CN and
+//!   a DNS name bound to the CA by fingerprint) instead of the flat lists: a full validation
+//!   (`full_validation_rsa_2048`, to compare with `full_validation/rsa_2048`), the cached
+//!   gate path, and parsing + compiling the document (what a reload costs).
 //!
 //! Run: `cargo bench --bench validator`.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use mtls_handler::inbound::cache::ValidationCache;
 use mtls_handler::inbound::client_cert::forwarded::{self, Forwarded, HeaderFormat};
+use mtls_handler::inbound::client_cert::partners::{self, PartnerSet};
 use mtls_handler::inbound::client_cert::{
-    header, validate, validate_forwarded, Policy, TrustAnchors,
+    header, sha256, validate, validate_forwarded, validate_partners, Policy, Thumbprint,
+    TrustAnchors,
 };
+use mtls_handler::inbound::partners_state::{Active, PartnersState};
 use mtls_handler::inbound::InboundGate;
 use mtls_handler::tools::pki::{generate_key, CertSpec, Issued, KeyKind};
 use std::collections::HashSet;
@@ -145,7 +152,7 @@ fn via_intermediate(c: &mut Criterion) {
         leaf: leaf.to_vec(),
         chain: chain.clone(),
     };
-    assert!(validate_forwarded(&forwarded(&via_mid[0]), &plain, None, t).is_ok());
+    assert!(validate_forwarded(&forwarded(&via_mid[0]), &plain, None, None, t).is_ok());
     let requests: Vec<Forwarded> = via_mid.iter().map(|l| forwarded(l)).collect();
 
     let mut group = c.benchmark_group("via_intermediate");
@@ -166,8 +173,98 @@ fn via_intermediate(c: &mut Criterion) {
     group.bench_function("forwarded_rsa_2048", |b| {
         b.iter(|| {
             i = (i + 1) % UNIQUE;
-            black_box(validate_forwarded(black_box(&requests[i]), &plain, None, t)).is_ok()
+            black_box(validate_forwarded(
+                black_box(&requests[i]),
+                &plain,
+                None,
+                None,
+                t,
+            ))
+            .is_ok()
         })
+    });
+    group.finish();
+}
+
+/// 1,000 partners bound to `ca`; the benchmark certificates' CN is partner 500's.
+fn partners_document(ca: &Issued) -> String {
+    let issuer = Thumbprint::Sha256(sha256(&ca.der())).to_string();
+    let partners: Vec<serde_json::Value> = (0..1000)
+        .map(|i| {
+            let cn = if i == 500 {
+                CN.to_owned()
+            } else {
+                format!("partner-{i}.example")
+            };
+            serde_json::json!({
+                "name": format!("Partner {i}"),
+                "issuer": issuer,
+                "match": [{"commonName": cn}, {"dnsName": format!("api.partner-{i}.example")}],
+                "functions": ["cert-info"],
+            })
+        })
+        .collect();
+    serde_json::json!({ "partners": partners }).to_string()
+}
+
+fn with_partners(c: &mut Criterion) {
+    let mut group = c.benchmark_group("partners_1000");
+    let (ca, certs) = fixture(KeyKind::Rsa2048);
+    let policy = Policy {
+        common_names: Vec::new(),
+        ..policy(&ca)
+    };
+    let text = partners_document(&ca);
+    let doc = partners::parse(&text).unwrap();
+    let set = PartnerSet::compile(&doc, policy.trust.as_ref()).unwrap();
+    let t = now();
+    assert!(validate_partners(&certs[0], &policy, &set, None, t).is_ok());
+    let mut i = 0;
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("full_validation_rsa_2048", |b| {
+        b.iter(|| {
+            i = (i + 1) % certs.len();
+            black_box(validate_partners(
+                black_box(&certs[i]),
+                &policy,
+                &set,
+                None,
+                t,
+            ))
+            .is_ok()
+        })
+    });
+    group.bench_function("parse_and_compile", |b| {
+        b.iter(|| {
+            let doc = partners::parse(black_box(&text)).unwrap();
+            black_box(PartnerSet::compile(&doc, policy.trust.as_ref()).unwrap()).len()
+        })
+    });
+    // The cached path with the same kind of certificate as `gate_cached` (the header's
+    // length matters there).
+    let (ec_ca, ec_certs) = fixture(KeyKind::EcP256);
+    let ec_policy = Policy {
+        common_names: Vec::new(),
+        ..crate::policy(&ec_ca)
+    };
+    let ec_doc = partners::parse(&partners_document(&ec_ca)).unwrap();
+    let state = PartnersState::new(
+        Active {
+            set: PartnerSet::compile(&ec_doc, ec_policy.trust.as_ref()).unwrap(),
+            source: "bench".to_owned(),
+            sha256: String::new(),
+            loaded_at: t,
+        },
+        None,
+    );
+    let gate = InboundGate::new(ec_policy, ValidationCache::new(10_000, 300)).with_partners(state);
+    let value = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(&ec_certs[0])
+    };
+    assert!(gate.check(&[value.as_str()], t).is_ok());
+    group.bench_function("gate_cached", |b| {
+        b.iter(|| black_box(gate.check(black_box(&[value.as_str()]), t)).is_ok())
     });
     group.finish();
 }
@@ -189,6 +286,6 @@ fn cached_formats(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30).measurement_time(std::time::Duration::from_secs(4));
-    targets = full_validation, cached, via_intermediate, cached_formats
+    targets = full_validation, cached, with_partners, via_intermediate, cached_formats
 }
 criterion_main!(benches);

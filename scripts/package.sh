@@ -7,26 +7,30 @@
 # binary (executable), host.json and one folder per function with its function.json. It also
 # checks that `.funcignore` leaves the same set for `func azure functionapp publish`.
 # Deploy it with `az functionapp deployment source config-zip` (see README, Deployment).
+#
+# The binary is portable across the Functions Linux images (Debian 11/12, Ubuntu 24.04, ...):
+# feature `portable` compiles OpenSSL from source and links it statically, and
+# `cargo zigbuild --target x86_64-unknown-linux-gnu.2.28` links against glibc 2.28's symbol
+# versions. cargo-zigbuild and zig come from PyPI, pinned (scripts/tools.sh); OpenSSL's build
+# needs perl and make. scripts/check-portable.sh then refuses a binary that needs a shared
+# libssl/libcrypto or a glibc newer than 2.28.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-out="${1:-target/deploy/mtls-handler.zip}"
+target_dir="${CARGO_TARGET_DIR:-target}"
+out="${1:-$target_dir/deploy/mtls-handler.zip}"
+glibc="2.28"
 target="x86_64-unknown-linux-gnu"
 functions=(health cert-info outbound-mtls)
 say() { printf '==> %s\n' "$*"; }
 
 # --- build --------------------------------------------------------------------------------
-if [ "$(uname -s)-$(uname -m)" = "Linux-x86_64" ]; then
-    say "cargo build --release --locked"
-    cargo build --release --locked
-    bin="target/release/handler"
-else
-    # Needs `rustup target add $target` and a linker for it (e.g. cargo-zigbuild, cross).
-    say "cargo build --release --locked --target $target"
-    cargo build --release --locked --target "$target"
-    bin="target/$target/release/handler"
-fi
+tools="$(scripts/tools.sh zigbuild)"
+export PATH="$tools:$PATH"
+say "cargo zigbuild --release --locked --features portable --bin handler --target $target.$glibc"
+cargo zigbuild --release --locked --features portable --bin handler --target "$target.$glibc"
+bin="$target_dir/$target/release/handler"
 
 # An x86-64 ELF executable: magic 7f 45 4c 46, class 64-bit, e_machine 0x3e.
 header="$(od -An -tx1 -N20 "$bin" | tr -d ' \n')"
@@ -35,12 +39,8 @@ if [ "${header:0:10}" != "7f454c4602" ] || [ "${header:36:4}" != "3e00" ]; then
     exit 1
 fi
 
-# What the binary needs from the host image (dynamic libraries and the newest glibc symbol).
-if command -v readelf >/dev/null; then
-    needed="$(readelf -d "$bin" | sed -n 's/.*Shared library: \[\(.*\)\]/\1/p' | tr '\n' ' ')"
-    glibc="$(readelf -V "$bin" | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -n 1)"
-    say "handler needs: ${needed:-nothing dynamic}(newest symbol version: ${glibc:-none})"
-fi
+# No shared libssl/libcrypto, nothing newer than GLIBC_2.28.
+scripts/check-portable.sh "$bin" "$glibc"
 
 # --- .funcignore agrees with the package ------------------------------------------------
 # Top-level entries `func azure functionapp publish` would upload: everything at the app root

@@ -75,11 +75,20 @@ pub enum Command {
         /// CLIENT_CERT_INTERMEDIATES_PATH.
         #[arg(long)]
         intermediates: Option<PathBuf>,
+        /// A candidate partners document: also print what it would decide for each
+        /// function, beside the current decision.
+        #[arg(long, value_name = "FILE")]
+        compare: Option<PathBuf>,
     },
     /// The outbound (client) certificate.
     Outbound {
         #[command(subcommand)]
         command: OutboundCommand,
+    },
+    /// Check a partners document, or print the one equivalent to the app settings.
+    Partners {
+        #[command(subcommand)]
+        command: PartnersCommand,
     },
 }
 
@@ -88,6 +97,19 @@ pub enum OutboundCommand {
     /// Load the outbound certificate once with the current settings and print where it came
     /// from (credential, vault, version, thumbprint, notAfter) or why not. Exit 0 loaded, 1 not.
     Check,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PartnersCommand {
+    /// Validate a partners document (issuers too, when CLIENT_CERT_CA_PATH is set).
+    /// Exit 0 valid, 1 with the errors (line, column, JSON path).
+    Check {
+        /// The document (JSON).
+        file: PathBuf,
+    },
+    /// Print the partners document equivalent to ALLOWED_CLIENT_CERT_COMMON_NAMES,
+    /// ALLOWED_CLIENT_CERT_THUMBPRINTS and CLIENT_CERT_CA_PATH (exit 1 when not exact).
+    FromSettings,
 }
 
 /// Parses the arguments and runs the chosen command.
@@ -122,7 +144,17 @@ pub fn main() -> ExitCode {
             file,
             format,
             intermediates,
-        }) => crate::tools::inspect::run(file.as_deref(), format, intermediates.as_deref()),
+            compare,
+        }) => crate::tools::inspect::run_compare(
+            file.as_deref(),
+            compare.as_deref(),
+            format,
+            intermediates.as_deref(),
+        ),
+        Some(Command::Partners { command }) => match command {
+            PartnersCommand::Check { file } => crate::tools::partners::run_check(&file),
+            PartnersCommand::FromSettings => crate::tools::partners::run_from_settings(),
+        },
     }
 }
 

@@ -24,8 +24,9 @@
 //!   declaration, request context and the state it runs with), running one invocation, the
 //!   check of the function folders, and the one map from domain errors to HTTP
 //!   ([`host::http_error`]).
-//! - [`inbound`]: the decision about the caller: the gate with its cache and CRL store,
-//!   above [`inbound::client_cert`], the pure certificate rules (no I/O, no clock).
+//! - [`inbound`]: the decision about the caller: the gate with its cache, CRL store and
+//!   partners document, above [`inbound::client_cert`], the pure certificate rules (no
+//!   I/O, no clock; the partners document's parser and matcher are among them).
 //! - [`outbound`]: the app's own identity, the Azure credential, and partner calls.
 //! - [`settings`]: reading app settings and [`settings::ConfigError`]; each part's own
 //!   settings type lives in that part (`host::config`, `inbound::config`,

@@ -228,7 +228,7 @@ async fn the_request_context_is_the_same_in_forwarding_and_json_modes() {
     assert_eq!(fwd["body"], r#"{"n":1}"#);
     assert_eq!(fwd["invocationId"], "inv-fwd-1");
     assert_eq!(fwd["caller"]["commonName"], PARTNER_CN);
-    assert_eq!(fwd["caller"]["partner"], Value::Null);
+    assert_eq!(fwd["caller"]["partner"], "app-settings");
 
     let out = app
         .invoke(

@@ -40,6 +40,10 @@ struct CertInfo<'a> {
     not_after: String,
     dns_names: &'a [String],
     matched_by: MatchedBy,
+    /// The partner's name (`app-settings` for the flat settings).
+    partner: &'a str,
+    /// The functions it may call (`["*"]`: all).
+    functions: Vec<String>,
 }
 
 impl<'a> CertInfo<'a> {
@@ -56,6 +60,8 @@ impl<'a> CertInfo<'a> {
             not_after: rfc3339(info.not_after),
             dns_names: &info.dns_names,
             matched_by: accepted.matched_by,
+            partner: &accepted.partner.name,
+            functions: accepted.partner.functions.names(),
         }
     }
 }

@@ -1,8 +1,10 @@
-//! `GET /api/health`: liveness and the outbound certificate's state.
+//! `GET /api/health`: liveness, the outbound certificate's state and the partners
+//! document's.
 //!
-//! Public on purpose: a monitor without an allowlisted certificate must reach it, and it
-//! shows nothing about callers or partners (only the app's own certificate's thumbprint
-//! and dates).
+//! Public on purpose: a monitor without an allowlisted certificate must reach it. It shows
+//! nothing about callers, the app's own certificate only by thumbprint and dates, and of
+//! the partners document its source, digest, load time, last reload error, shadow
+//! differences and the partners whose certificates expire soon (names only).
 
 use crate::host::answer::Answer;
 use crate::host::function::AppState;
@@ -15,8 +17,10 @@ pub fn function() -> Function {
 }
 
 async fn health(_req: Request, app: Arc<AppState>) -> Outcome {
+    let partners = app.gate.partners().map(|p| p.status((app.clock)()));
     Ok(Answer::ok(&json!({
         "status": "ok",
         "outboundCertificate": app.outbound.status(),
+        "partners": partners,
     })))
 }

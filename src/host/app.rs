@@ -12,6 +12,7 @@ use crate::host::function::{
     Access, AppState, Caller, Function, Handler, HandlerFuture, Method, Request,
 };
 use crate::host::http_error::ApiError;
+use crate::inbound::client_cert::Accepted;
 use bytes::Bytes;
 use std::sync::Arc;
 use warp::http::HeaderMap;
@@ -140,13 +141,13 @@ impl AppState {
         };
         let caller = match function.access() {
             Access::Public => None,
-            Access::Gated => match self.gate.check_forwarded(
+            Access::Gated => match self.authorize(
+                function.name(),
                 &invocation.cert_values,
                 &invocation.chain_values,
-                (self.clock)(),
             ) {
                 Ok(accepted) => Some(Caller::new(accepted)),
-                Err(e) => return Step::Answered(ApiError::Cert(e).to_answer()),
+                Err(refused) => return Step::Answered(refused),
             },
         };
         let (body, pending) = match invocation.body {
@@ -174,6 +175,37 @@ impl AppState {
                 body,
             })),
         }
+    }
+
+    /// The caller's certificate decision for `function`: the gate's, then whether its
+    /// partner may call `function`. A shadow partners document is consulted on the way
+    /// (it never changes the answer).
+    fn authorize<V: AsRef<[u8]>>(
+        &self,
+        function: &'static str,
+        cert_values: &[V],
+        chain_values: &[V],
+    ) -> Result<Arc<Accepted>, Answer> {
+        let now = (self.clock)();
+        let decision = self.gate.check_forwarded(cert_values, chain_values, now);
+        self.gate
+            .shadow_compare(cert_values, chain_values, function, &decision, now);
+        let accepted = decision.map_err(|e| ApiError::Cert(e).to_answer())?;
+        if !accepted.partner.allows(function) {
+            tracing::warn!(
+                code = "function_not_allowed",
+                partner = %accepted.partner.name,
+                function,
+                thumbprint = %accepted.info.thumbprint_sha1,
+                "partner called a function it is not allowed"
+            );
+            return Err(ApiError::FunctionNotAllowed {
+                partner: accepted.partner.name.clone(),
+                function,
+            }
+            .to_answer());
+        }
+        Ok(accepted)
     }
 
     /// Waits for what [`Self::begin`] left: the body (413 past `MAX_REQUEST_BODY_BYTES`),

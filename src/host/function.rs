@@ -442,8 +442,6 @@ impl Route {
 #[derive(Debug, Clone)]
 pub struct Caller {
     accepted: Arc<Accepted>,
-    // Where the partner's name goes once partners are configured by name: resolved by the
-    // gate from the certificate, set here, read through `partner()`.
 }
 
 impl Caller {
@@ -471,10 +469,15 @@ impl Caller {
         self.accepted.matched_by
     }
 
-    /// The partner's name. Partners are not configured by name yet, so this is `None`;
-    /// when they are, the gate fills it in and functions read it here.
-    pub fn partner(&self) -> Option<&str> {
-        None
+    /// The partner's name from the partners document (`app-settings` when the flat
+    /// `ALLOWED_CLIENT_CERT_*` settings accepted the caller).
+    pub fn partner(&self) -> &str {
+        &self.accepted.partner.name
+    }
+
+    /// The functions the partner may call (`["*"]`: all).
+    pub fn functions(&self) -> Vec<String> {
+        self.accepted.partner.functions.names()
     }
 
     /// The gate's decision itself (with its cached renderings).

@@ -21,6 +21,12 @@ pub enum ApiError {
     Cert(#[from] CertError),
     #[error(transparent)]
     Outbound(#[from] OutboundError),
+    /// The caller is a known partner, not allowed this function.
+    #[error("partner {partner:?} may not call {function}")]
+    FunctionNotAllowed {
+        partner: String,
+        function: &'static str,
+    },
     #[error("no such route")]
     NotFound,
     #[error("method not allowed")]
@@ -59,7 +65,7 @@ impl ApiError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Cert(_) => StatusCode::FORBIDDEN,
+            Self::Cert(_) | Self::FunctionNotAllowed { .. } => StatusCode::FORBIDDEN,
             Self::Outbound(e) => outbound_status(e),
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -74,6 +80,7 @@ impl ApiError {
         match self {
             Self::Cert(e) => e.code(),
             Self::Outbound(e) => outbound_code(e),
+            Self::FunctionNotAllowed { .. } => "function_not_allowed",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge => "payload_too_large",
@@ -88,6 +95,9 @@ impl ApiError {
         match self {
             Self::Cert(e) => cert_message(e).to_owned(),
             Self::Outbound(e) => e.to_string(),
+            Self::FunctionNotAllowed { .. } => {
+                "the client certificate's partner may not call this function".to_owned()
+            }
             Self::NotFound => "no such function".to_owned(),
             Self::MethodNotAllowed => "method not allowed".to_owned(),
             Self::PayloadTooLarge => "request body too large".to_owned(),
@@ -127,6 +137,10 @@ fn cert_message(e: &CertError) -> &'static str {
         CertError::RevocationUnknown { .. } => {
             "client certificate revocation status could not be checked"
         }
+        CertError::WrongIssuer { .. } => {
+            "client certificate was not issued by the partner's certificate authority"
+        }
+        CertError::AmbiguousPartner { .. } => "client certificate matches more than one partner",
         // `CertError` is non_exhaustive for other crates only; keep a safe default.
         #[allow(unreachable_patterns)]
         _ => "client certificate was rejected",

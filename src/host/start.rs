@@ -71,6 +71,10 @@ pub fn serve(functions: Vec<Function>) -> ExitCode {
         if let Some(revocation) = &config.inbound.revocation {
             crate::inbound::crl_store::spawn(state.gate.clone(), state.clock, revocation);
         }
+        // Keeps the partners document current; ends with the runtime.
+        if let Some(partners) = &config.inbound.partners {
+            crate::inbound::partner_source::spawn(state.gate.clone(), state.clock, partners);
+        }
         crate::host::server::run(listener, state, crate::host::server::shutdown_signal()).await;
         tracing::info!("stopped");
         ExitCode::SUCCESS

@@ -288,6 +288,7 @@ mod tests {
             valid_from,
             valid_until,
             rendering: Default::default(),
+            partner: crate::inbound::client_cert::partners::Grant::implicit(),
         }))
     }
 

@@ -33,6 +33,9 @@ pub struct InboundConfig {
     pub cache_seconds: u64,
     /// Revocation checking (`CLIENT_CERT_CRL_*`); `None` when off.
     pub revocation: Option<RevocationConfig>,
+    /// The partners document (`CLIENT_CERT_PARTNERS*`); `None` when only the flat settings
+    /// are used.
+    pub partners: Option<PartnersConfig>,
     /// Where the certificate arrives (`CLIENT_CERT_HEADER*`).
     pub header: HeaderConfig,
     /// `CLIENT_CERT_INTERMEDIATES_PATH`: untrusted intermediate CAs that may complete a
@@ -59,6 +62,40 @@ impl Default for HeaderConfig {
             format: HeaderFormat::Arr,
             name: crate::inbound::client_cert::header::HEADER_NAME.to_owned(),
             chain_name: None,
+        }
+    }
+}
+
+/// Where a partners document comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartnersSource {
+    /// `CLIENT_CERT_PARTNERS`: the JSON itself.
+    Inline(String),
+    /// `CLIENT_CERT_PARTNERS_PATH` (or `CLIENT_CERT_SHADOW_PARTNERS_PATH`): a file.
+    Path(PathBuf),
+    /// `CLIENT_CERT_PARTNERS_SECRET` (or `CLIENT_CERT_SHADOW_PARTNERS_SECRET`): a Key Vault
+    /// secret in `KEY_VAULT_URL`.
+    Secret { vault: String, name: String },
+}
+
+impl PartnersSource {
+    /// The setting that names this source.
+    pub fn setting(&self, shadow: bool) -> &'static str {
+        match (self, shadow) {
+            (Self::Inline(_), _) => "CLIENT_CERT_PARTNERS",
+            (Self::Path(_), false) => "CLIENT_CERT_PARTNERS_PATH",
+            (Self::Path(_), true) => "CLIENT_CERT_SHADOW_PARTNERS_PATH",
+            (Self::Secret { .. }, false) => "CLIENT_CERT_PARTNERS_SECRET",
+            (Self::Secret { .. }, true) => "CLIENT_CERT_SHADOW_PARTNERS_SECRET",
+        }
+    }
+
+    /// Shown in `/api/health` and logs (never the inline JSON itself).
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Inline(_) => "setting CLIENT_CERT_PARTNERS".to_owned(),
+            Self::Path(p) => format!("file {}", p.display()),
+            Self::Secret { vault, name } => format!("Key Vault secret {name} in {vault}"),
         }
     }
 }
@@ -136,6 +173,80 @@ fn header_name(setting: &'static str, value: &str) -> Result<String, ConfigError
     Ok(v.to_owned())
 }
 
+/// Partners settings; present only when one of `CLIENT_CERT_PARTNERS`,
+/// `CLIENT_CERT_PARTNERS_PATH` or `CLIENT_CERT_PARTNERS_SECRET` is set (the first one set,
+/// in that order, wins).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartnersConfig {
+    pub source: PartnersSource,
+    /// Settings that were set but lost to an earlier one (logged at start-up).
+    pub ignored: Vec<&'static str>,
+    /// `CLIENT_CERT_PARTNERS_CHECK_SECONDS` (default 30, at least 1).
+    pub check_seconds: u64,
+    /// `CLIENT_CERT_PARTNERS_REFRESH_MINUTES` (default 5, at least 1).
+    pub refresh_minutes: u64,
+    /// `CLIENT_CERT_SHADOW_PARTNERS_PATH` or `_SECRET`: a candidate document evaluated
+    /// beside the enforced one, never enforced.
+    pub shadow: Option<PartnersSource>,
+}
+
+impl PartnersConfig {
+    pub fn from_env(env: &dyn EnvSource) -> Result<Option<Self>, ConfigError> {
+        let check_seconds = at_least_one(env, "CLIENT_CERT_PARTNERS_CHECK_SECONDS", 30)?;
+        let refresh_minutes = at_least_one(env, "CLIENT_CERT_PARTNERS_REFRESH_MINUTES", 5)?;
+        let vault = env.get("KEY_VAULT_URL");
+        let secret = |setting: &'static str| -> Result<Option<PartnersSource>, ConfigError> {
+            let Some(name) = env.get(setting) else {
+                return Ok(None);
+            };
+            let Some(vault) = vault.clone() else {
+                return Err(ConfigError::invalid(
+                    setting,
+                    "a Key Vault secret needs KEY_VAULT_URL",
+                ));
+            };
+            Ok(Some(PartnersSource::Secret {
+                vault,
+                name: name.trim().to_owned(),
+            }))
+        };
+        let mut found: Vec<PartnersSource> = Vec::new();
+        if let Some(json) = env.get("CLIENT_CERT_PARTNERS") {
+            found.push(PartnersSource::Inline(json));
+        }
+        if let Some(path) = env.get("CLIENT_CERT_PARTNERS_PATH") {
+            found.push(PartnersSource::Path(PathBuf::from(path.trim())));
+        }
+        if let Some(s) = secret("CLIENT_CERT_PARTNERS_SECRET")? {
+            found.push(s);
+        }
+        let shadow = match env.get("CLIENT_CERT_SHADOW_PARTNERS_PATH") {
+            Some(p) => Some(PartnersSource::Path(PathBuf::from(p.trim()))),
+            None => secret("CLIENT_CERT_SHADOW_PARTNERS_SECRET")?,
+        };
+        let mut found = found.into_iter();
+        let Some(source) = found.next() else {
+            if let Some(s) = shadow {
+                return Err(ConfigError::invalid(
+                    s.setting(true),
+                    "a shadow document is compared with an enforced one: set \
+                     CLIENT_CERT_PARTNERS, CLIENT_CERT_PARTNERS_PATH or \
+                     CLIENT_CERT_PARTNERS_SECRET too (`handler partners from-settings` \
+                     prints the document equivalent to the flat settings)",
+                ));
+            }
+            return Ok(None);
+        };
+        Ok(Some(Self {
+            source,
+            ignored: found.map(|s| s.setting(false)).collect(),
+            check_seconds,
+            refresh_minutes,
+            shadow,
+        }))
+    }
+}
+
 /// Revocation settings; present only when `CLIENT_CERT_CRL_PATH` or
 /// `CLIENT_CERT_CRL_FETCH=true` is set (both need `CLIENT_CERT_CA_PATH`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,7 +302,10 @@ impl InboundConfig {
     pub fn from_env(env: &dyn EnvSource) -> Result<Self, ConfigError> {
         const CNS: &str = "ALLOWED_CLIENT_CERT_COMMON_NAMES";
         const TPS: &str = "ALLOWED_CLIENT_CERT_THUMBPRINTS";
+        let partners = PartnersConfig::from_env(env)?;
+        // With a partners document, the seed's default name is not an implicit partner.
         let common_names = match env.get(CNS) {
+            None if partners.is_some() => Vec::new(),
             None => vec![DEFAULT_COMMON_NAME.to_owned()],
             Some(v) => list(&v),
         };
@@ -231,6 +345,7 @@ impl InboundConfig {
             thumbprints,
             ca_path,
             revocation,
+            partners,
             allow_unverified_common_names: parse_bool(env, "ALLOW_UNVERIFIED_COMMON_NAMES", false)?,
             allow_weak_keys: parse_bool(env, "CLIENT_CERT_ALLOW_WEAK_KEYS", false)?,
             cache_size: parse_number(env, "CLIENT_CERT_CACHE_SIZE", 10_000)?,
@@ -323,6 +438,35 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.setting(), "ALLOWED_CLIENT_CERT_THUMBPRINTS");
         assert!(e.to_string().contains("ALLOWED_CLIENT_CERT_THUMBPRINTS"));
+    }
+
+    #[test]
+    fn the_first_partners_source_set_wins_and_the_default_name_is_dropped() {
+        let c = InboundConfig::from_env(&env(&[
+            ("CLIENT_CERT_PARTNERS_PATH", "/home/partners.json"),
+            ("CLIENT_CERT_PARTNERS", "{}"),
+        ]))
+        .unwrap();
+        let p = c.partners.unwrap();
+        assert_eq!(p.source, PartnersSource::Inline("{}".to_owned()));
+        assert_eq!(p.ignored, vec!["CLIENT_CERT_PARTNERS_PATH"]);
+        assert_eq!((p.check_seconds, p.refresh_minutes), (30, 5));
+        assert!(c.common_names.is_empty());
+    }
+
+    #[test]
+    fn a_partners_secret_without_a_vault_or_a_lone_shadow_fails_naming_the_setting() {
+        let e = InboundConfig::from_env(&env(&[("CLIENT_CERT_PARTNERS_SECRET", "p")])).unwrap_err();
+        assert_eq!(e.setting(), "CLIENT_CERT_PARTNERS_SECRET");
+        let e = InboundConfig::from_env(&env(&[("CLIENT_CERT_SHADOW_PARTNERS_PATH", "/x")]))
+            .unwrap_err();
+        assert_eq!(e.setting(), "CLIENT_CERT_SHADOW_PARTNERS_PATH");
+        let e = InboundConfig::from_env(&env(&[
+            ("CLIENT_CERT_PARTNERS", "{}"),
+            ("CLIENT_CERT_PARTNERS_CHECK_SECONDS", "0"),
+        ]))
+        .unwrap_err();
+        assert_eq!(e.setting(), "CLIENT_CERT_PARTNERS_CHECK_SECONDS");
     }
 
     #[test]

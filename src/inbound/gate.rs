@@ -4,6 +4,8 @@
 //! operator searches for, and holding the current CRL snapshot, which `crate::inbound::crl_store`
 //! swaps in. Swapping clears the cache under the same lock every validation holds, so a
 //! cached acceptance never outlives the CRL set it was checked against.
+//! Likewise for the partners document in force (`crate::inbound::partners_state`), which
+//! `crate::inbound::partner_source` swaps in, and the shadow document it consults.
 //! The header format (`CLIENT_CERT_HEADER_FORMAT`) is the gate's: it decodes the values of
 //! the configured header(s) into the leaf and the forwarded chain. A decision is cached
 //! under the leaf's SHA-256 when nothing was forwarded with it (as always for `arr`), and
@@ -13,10 +15,12 @@
 
 use crate::inbound::cache::{Decision, ValidationCache};
 use crate::inbound::client_cert::forwarded::{self, Forwarded, HeaderFormat};
+use crate::inbound::client_cert::partners::PartnerSet;
 use crate::inbound::client_cert::revocation::http_distribution_points;
 use crate::inbound::client_cert::{
     self, CertError, CrlSet, Policy, Revocation, RevocationStatus, Thumbprint,
 };
+use crate::inbound::partners_state::{Active, Outcome, PartnersState};
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
@@ -29,6 +33,8 @@ pub struct InboundGate {
     format: HeaderFormat,
     cache: ValidationCache,
     revocation: Option<RevocationGate>,
+    /// The partners document in force, when one is configured (else the flat settings).
+    partners: Option<PartnersState>,
 }
 
 /// The swappable CRL snapshot and what the fetcher should download next.
@@ -48,6 +54,7 @@ impl InboundGate {
             format: HeaderFormat::Arr,
             cache,
             revocation: None,
+            partners: None,
         }
     }
 
@@ -83,7 +90,82 @@ impl InboundGate {
                 wanted: Mutex::new(BTreeSet::new()),
                 wanted_changed: tokio::sync::Notify::new(),
             }),
+            partners: None,
         }
+    }
+
+    /// The same gate deciding by a partners document (replaced later with
+    /// [`Self::replace_partners`]).
+    pub fn with_partners(mut self, partners: PartnersState) -> Self {
+        self.partners = Some(partners);
+        self
+    }
+
+    /// The partners state, when a partners document is configured.
+    pub fn partners(&self) -> Option<&PartnersState> {
+        self.partners.as_ref()
+    }
+
+    /// Installs a new partners document and forgets every cached decision, atomically
+    /// with respect to [`Self::check`] (as [`Self::replace_crls`] does). Does nothing when
+    /// no document is configured.
+    pub fn replace_partners(&self, active: Active) {
+        if let Some(p) = &self.partners {
+            p.replace(active, || self.cache.clear());
+        }
+    }
+
+    /// With a shadow document configured, decides the request again by the candidate and
+    /// counts and logs a difference from `enforced` for `function`. Never changes the
+    /// answer.
+    pub fn shadow_compare<V: AsRef<[u8]>>(
+        &self,
+        values: &[V],
+        chain: &[V],
+        function: &str,
+        enforced: &Decision,
+        now: i64,
+    ) {
+        let Some(state) = &self.partners else {
+            return;
+        };
+        let Some(shadow) = &state.shadow else {
+            return;
+        };
+        let Some(candidate) = shadow.active() else {
+            return;
+        };
+        let Ok(forwarded) = forwarded::decode(self.format, values, chain) else {
+            return;
+        };
+        let key = cache_key(&forwarded);
+        let outcome = match shadow.remembered(&key, now) {
+            Some(o) => o,
+            None => {
+                let crls = self.crls();
+                let revocation =
+                    self.revocation
+                        .as_ref()
+                        .zip(crls.as_deref())
+                        .map(|(r, c)| Revocation {
+                            crls: c,
+                            fail_open: r.fail_open,
+                        });
+                let decided = client_cert::validate_forwarded(
+                    &forwarded,
+                    &self.policy,
+                    Some(&candidate.set),
+                    revocation.as_ref(),
+                    now,
+                )
+                .map(|(a, _)| Arc::new(a));
+                let o = Outcome::of(&decided);
+                shadow.remember(key, o.clone(), now);
+                o
+            }
+        };
+        let thumbprint = Thumbprint::of_der(&forwarded.leaf).0.to_string();
+        shadow.compare(key, &thumbprint, function, &Outcome::of(enforced), &outcome);
     }
 
     /// The current CRL set, when revocation checking is on.
@@ -169,6 +251,9 @@ impl InboundGate {
             .revocation
             .as_ref()
             .map(|r| (r, r.current.read().unwrap_or_else(PoisonError::into_inner)));
+        // Held likewise: `replace_partners` waits for it.
+        let partners = self.partners.as_ref().map(PartnersState::read);
+        let set = partners.as_ref().map(|active| &active.set);
         let decision = match self.cache.get(&key, now) {
             Some(hit) => {
                 if let Some(h) = single {
@@ -178,15 +263,20 @@ impl InboundGate {
             }
             None => {
                 let fresh = match &crls {
-                    None => client_cert::validate_forwarded(&forwarded, &self.policy, None, now)
-                        .map(|(accepted, _)| accepted),
-                    Some((r, set)) => self.validate_revocation(r, set, &forwarded, now),
+                    None => self
+                        .validate_with(&forwarded, None, set, now)
+                        .map(|(a, _)| a),
+                    Some((r, crls)) => self.validate_revocation(r, crls, &forwarded, set, now),
                 }
                 .map(Arc::new);
                 self.cache.insert(key, &fresh, single, now);
+                if let (Some(state), Ok(accepted)) = (&self.partners, &fresh) {
+                    state.saw(accepted, now);
+                }
                 fresh
             }
         };
+        drop(partners);
         drop(crls);
         if let Err(e) = &decision {
             log_rejection(e, Some(der));
@@ -230,6 +320,7 @@ impl InboundGate {
         r: &RevocationGate,
         set: &CrlSet,
         forwarded: &Forwarded,
+        partners: Option<&PartnerSet>,
         now: i64,
     ) -> Result<client_cert::Accepted, CertError> {
         let der = &forwarded.leaf;
@@ -237,7 +328,7 @@ impl InboundGate {
             crls: set,
             fail_open: r.fail_open,
         };
-        match client_cert::validate_forwarded(forwarded, &self.policy, Some(&revocation), now) {
+        match self.validate_with(forwarded, Some(&revocation), partners, now) {
             Ok((accepted, RevocationStatus::UnknownAccepted { reason })) => {
                 tracing::warn!(
                     thumbprint = %Thumbprint::of_der(der).0,
@@ -256,6 +347,20 @@ impl InboundGate {
                 Err(e)
             }
         }
+    }
+}
+
+impl InboundGate {
+    /// The pure validation: by the partners document when one is in force, else by the
+    /// flat settings.
+    fn validate_with(
+        &self,
+        forwarded: &Forwarded,
+        revocation: Option<&Revocation<'_>>,
+        partners: Option<&PartnerSet>,
+        now: i64,
+    ) -> Result<(client_cert::Accepted, RevocationStatus), CertError> {
+        client_cert::validate_forwarded(forwarded, &self.policy, partners, revocation, now)
     }
 }
 
@@ -297,9 +402,16 @@ fn log_rejection(error: &CertError, der: Option<&[u8]>) {
         reason.truncate(end);
         reason.push('…');
     }
+    // The partner, when the certificate was identified as one (or several) but refused.
+    let partner = match error {
+        CertError::WrongIssuer { partner, .. } => partner.clone(),
+        CertError::AmbiguousPartner { partners } => partners.join(", "),
+        _ => "-".to_owned(),
+    };
     tracing::warn!(
         code = error.code(),
         thumbprint = thumbprint.as_deref().unwrap_or("-"),
+        partner = %partner,
         reason = %reason,
         "client certificate rejected"
     );

@@ -3,7 +3,9 @@
 //! Owns: building the gate from the settings at start-up (reading `CLIENT_CERT_CA_PATH`
 //! and the first CRLs, and logging what the policy means). Below it: [`gate`] (header bytes
 //! in, a cached decision out), [`cache`], [`crl_store`] (CRL files and downloads, swapped
-//! into the gate in the background), [`config`] (the inbound settings) and
+//! into the gate in the background), [`partner_source`] (the partners document, loaded at
+//! start-up and reloaded in the background) with [`partners_state`] (the document in force,
+//! the shadow and what health reports), [`config`] (the inbound settings) and
 //! [`client_cert`] (the pure rules: no I/O, no clock).
 //! Must not: know about HTTP or the host's protocols (that is `host`).
 
@@ -12,6 +14,8 @@ pub mod client_cert;
 pub mod config;
 pub mod crl_store;
 pub mod gate;
+pub mod partner_source;
+pub mod partners_state;
 
 pub use gate::InboundGate;
 
@@ -22,8 +26,8 @@ use crate::inbound::config::InboundConfig;
 use crate::settings::ConfigError;
 
 impl InboundGate {
-    /// Builds the policy from the settings, reading `CLIENT_CERT_CA_PATH`, and logs what it
-    /// means in words: the warnings an operator must not miss are emitted here, once.
+    /// Builds the gate from the settings: the flat policy, then the partners document when
+    /// one is configured ([`partner_source::attach`]).
     pub fn from_config(config: &InboundConfig) -> Result<Self, ConfigError> {
         Self::from_config_with_intermediates(config, None)
     }
@@ -31,6 +35,16 @@ impl InboundGate {
     /// [`Self::from_config`], with the intermediates in `extra` (a file or directory, as
     /// `handler inspect --intermediates` names) added to `CLIENT_CERT_INTERMEDIATES_PATH`.
     pub fn from_config_with_intermediates(
+        config: &InboundConfig,
+        extra: Option<&std::path::Path>,
+    ) -> Result<Self, ConfigError> {
+        let gate = Self::flat_from_config(config, extra)?;
+        partner_source::attach(gate, config.partners.as_ref(), crate::clock::system_clock())
+    }
+
+    /// Builds the policy from the settings, reading `CLIENT_CERT_CA_PATH`, and logs what it
+    /// means in words: the warnings an operator must not miss are emitted here, once.
+    fn flat_from_config(
         config: &InboundConfig,
         extra: Option<&std::path::Path>,
     ) -> Result<Self, ConfigError> {
@@ -78,7 +92,7 @@ impl InboundGate {
                 "INSECURE: a client certificate whose common name is allowlisted is accepted \
                  without a trusted chain; anyone can make such a certificate"
             );
-        } else if trust.is_none() && !config.common_names.is_empty() {
+        } else if trust.is_none() && !config.common_names.is_empty() && config.partners.is_none() {
             tracing::warn!(
                 setting = "CLIENT_CERT_CA_PATH",
                 "no trusted CAs: certificates that match ALLOWED_CLIENT_CERT_COMMON_NAMES are \

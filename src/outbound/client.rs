@@ -9,6 +9,12 @@
 //! process environment is never read here), timeouts, redirects (none: the client
 //! certificate must not follow a redirect elsewhere) and the test overrides.
 //! Must not: decide which identity to use or retry anything.
+//!
+//! The system store under the portable build (feature `portable`): the vendored OpenSSL's
+//! own default is `/usr/local/ssl`, which no image has; native-tls adds the bundle and
+//! directories `openssl_probe::probe()` finds (Debian/Ubuntu, RHEL layouts, `SSL_CERT_FILE`
+//! and `SSL_CERT_DIR` first) to every client built here, so both builds trust the same roots
+//! (tests/package/debian11.sh checks each layout).
 
 use super::config::{NetworkOverrides, OutboundConfig, ProxyConfig};
 use super::pkcs12::KeyMaterial;

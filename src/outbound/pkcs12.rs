@@ -7,6 +7,9 @@
 //! Must not: read files, fetch anything, look at the clock or log. The only side effect is
 //! loading OpenSSL's `legacy` and `default` providers once per process
 //! ([`ensure_legacy_provider`]), without which OpenSSL 3 cannot decrypt legacy PKCS#12.
+//! With the system OpenSSL `legacy` is the module `ossl-modules/legacy.so`; in the portable
+//! build (feature `portable`, OpenSSL compiled with `no-module`) it is built in, and the same
+//! load by name finds it.
 
 use openssl::error::ErrorStack;
 use openssl::pkcs12::Pkcs12;

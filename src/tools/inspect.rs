@@ -217,10 +217,17 @@ fn strip_header_name(text: &[u8]) -> &[u8] {
     }
 }
 
-/// The `inspect` command: `format` overrides `CLIENT_CERT_HEADER_FORMAT`, and the
+/// The `inspect` command.
+pub fn run(path: Option<&Path>) -> ExitCode {
+    run_compare(path, None, None, None)
+}
+
+/// The `inspect` command; with `compare`, also what that candidate partners document
+/// would decide for each function. `format` overrides `CLIENT_CERT_HEADER_FORMAT`, and the
 /// certificates in `intermediates` are added to `CLIENT_CERT_INTERMEDIATES_PATH`.
-pub fn run(
+pub fn run_compare(
     path: Option<&Path>,
+    compare: Option<&Path>,
     format: Option<HeaderFormat>,
     intermediates: Option<&Path>,
 ) -> ExitCode {
@@ -260,6 +267,15 @@ pub fn run(
         "  CLIENT_CERT_HEADER_FORMAT:        {} (header {})",
         format, config.header.name
     );
+    if let Some(p) = gate.partners() {
+        let active = p.active();
+        println!(
+            "  partners document:                {} ({} partners, SHA-256 {})",
+            active.source,
+            active.set.len(),
+            active.sha256
+        );
+    }
     if crate::settings::parse_bool(&ProcessEnv, "CLIENT_CERT_CRL_FETCH", false).unwrap_or(false) {
         println!(
             "  CLIENT_CERT_CRL_FETCH:            true (inspect does not download CRLs; only \
@@ -285,6 +301,15 @@ pub fn run(
     let chain: Vec<String> = chain.into_iter().collect();
     let decision = gate.check_forwarded(&[value], &chain, now);
     print!("\n{}", describe_decision(&decision, &info, now));
+    if let Some(file) = compare {
+        match compare_with(&gate, file, &input.der, &decision, now) {
+            Ok(report) => print!("\n{report}"),
+            Err(e) => {
+                eprintln!("inspect: {e}");
+                return ExitCode::from(EXIT_UNUSABLE);
+            }
+        }
+    }
     match decision {
         Ok(_) => ExitCode::from(EXIT_ACCEPTED),
         Err(_) => ExitCode::from(EXIT_REJECTED),
@@ -308,6 +333,67 @@ fn inspect_config(
         };
     }
     Ok(config)
+}
+
+/// What the candidate document at `file` decides for the certificate, function by
+/// function, beside the current decision.
+fn compare_with(
+    gate: &InboundGate,
+    file: &Path,
+    der: &[u8],
+    current: &crate::inbound::cache::Decision,
+    now: i64,
+) -> Result<String, String> {
+    use crate::inbound::config::PartnersSource;
+    use crate::inbound::partners_state::Outcome;
+    let source = PartnersSource::Path(file.to_owned());
+    let text = crate::tools::partners::read_document_file(file)?;
+    let candidate =
+        crate::inbound::partner_source::compile(&source, text.as_bytes(), gate.policy(), now)
+            .map_err(|e| format!("{}: {e}", file.display()))?;
+    let crls = gate.crls();
+    let revocation = crls.as_deref().map(|c| client_cert::Revocation {
+        crls: c,
+        fail_open: crate::settings::parse_bool(
+            &ProcessEnv,
+            "CLIENT_CERT_REVOCATION_FAIL_OPEN",
+            false,
+        )
+        .unwrap_or(false),
+    });
+    let decided = client_cert::validate_partners(
+        der,
+        gate.policy(),
+        &candidate.set,
+        revocation.as_ref(),
+        now,
+    )
+    .map(|(a, _)| std::sync::Arc::new(a));
+    let (before, after) = (Outcome::of(current), Outcome::of(&decided));
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "Candidate document {} ({} partners, SHA-256 {})",
+        file.display(),
+        candidate.set.len(),
+        candidate.sha256
+    );
+    if let Err(e) = &decided {
+        let _ = writeln!(s, "  candidate reason: {e}");
+    }
+    for f in crate::functions::all() {
+        if f.access() == crate::host::function::Access::Public {
+            continue;
+        }
+        let (b, a) = (before.for_function(f.name()), after.for_function(f.name()));
+        let mark = if a == b { "same" } else { "DIFFERS" };
+        let _ = writeln!(
+            s,
+            "  {:<14} current: {b:<36} candidate: {a:<36} {mark}",
+            f.name()
+        );
+    }
+    Ok(s)
 }
 
 fn build_gate(
@@ -461,7 +547,18 @@ pub fn describe_decision(
             let how = match accepted.matched_by {
                 client_cert::MatchedBy::Thumbprint => "a pinned thumbprint",
                 client_cert::MatchedBy::CommonName => "an allowlisted common name",
+                client_cert::MatchedBy::Spki => "a pinned public key (spkiSha256)",
+                client_cert::MatchedBy::SerialNumber => "a serial number from its issuer",
+                client_cert::MatchedBy::Uri => "a URI subject alternative name",
+                client_cert::MatchedBy::Email => "an email subject alternative name",
+                client_cert::MatchedBy::DnsName => "a DNS subject alternative name",
             };
+            let _ = writeln!(
+                s,
+                "  partner:    {} (may call: {})",
+                accepted.partner.name,
+                accepted.partner.functions.names().join(", ")
+            );
             let _ = writeln!(s, "  matched by: {how}");
             let _ = writeln!(
                 s,
@@ -546,6 +643,14 @@ pub fn advice(e: &CertError, info: &CertificateInfo) -> String {
             CLIENT_CERT_CRL_PATH (or check CRL fetching); CLIENT_CERT_REVOCATION_FAIL_OPEN=true \
             accepts in this case"
             .to_owned(),
+        CertError::WrongIssuer { partner, .. } => format!(
+            "the certificate carries partner {partner:?}'s identity but chains to another CA              ({}); the partner's certificates must come from the CA its `issuer` names              (add the CA to the partner's issuer list if the partner really moved)",
+            info.issuer
+        ),
+        CertError::AmbiguousPartner { partners } => format!(
+            "the certificate matches {}; make the partners' match blocks disjoint (for              example add an issuer or a more specific field)",
+            partners.join(" and ")
+        ),
         #[allow(unreachable_patterns)]
         _ => "see the reason above".to_owned(),
     }

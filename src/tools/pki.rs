@@ -89,6 +89,10 @@ pub struct CertSpec {
     pub subject: Vec<(Nid, String)>,
     pub dns_names: Vec<String>,
     pub ip_addresses: Vec<IpAddr>,
+    /// URI subject alternative names (SPIFFE IDs...).
+    pub uris: Vec<String>,
+    /// Email (rfc822Name) subject alternative names.
+    pub emails: Vec<String>,
     /// Unix seconds.
     pub not_before: i64,
     /// Unix seconds.
@@ -143,6 +147,8 @@ impl CertSpec {
             subject: vec![(Nid::COMMONNAME, common_name.to_owned())],
             dns_names: Vec::new(),
             ip_addresses: Vec::new(),
+            uris: Vec::new(),
+            emails: Vec::new(),
             not_before: now - 3600,
             not_after: now + days * 86_400,
             is_ca: false,
@@ -187,6 +193,16 @@ impl CertSpec {
 
     pub fn with_dns_names(mut self, names: &[&str]) -> Self {
         self.dns_names = names.iter().map(|n| (*n).to_owned()).collect();
+        self
+    }
+
+    pub fn with_uris(mut self, uris: &[&str]) -> Self {
+        self.uris = uris.iter().map(|n| (*n).to_owned()).collect();
+        self
+    }
+
+    pub fn with_emails(mut self, emails: &[&str]) -> Self {
+        self.emails = emails.iter().map(|n| (*n).to_owned()).collect();
         self
     }
 
@@ -356,10 +372,20 @@ impl CertSpec {
                 .build(&b.x509v3_context(Some(&i.cert), None))?;
             b.append_extension(aki)?;
         }
-        if !self.dns_names.is_empty() || !self.ip_addresses.is_empty() {
+        if !self.dns_names.is_empty()
+            || !self.ip_addresses.is_empty()
+            || !self.uris.is_empty()
+            || !self.emails.is_empty()
+        {
             let mut san = SubjectAlternativeName::new();
             for d in &self.dns_names {
                 san.dns(d);
+            }
+            for u in &self.uris {
+                san.uri(u);
+            }
+            for e in &self.emails {
+                san.email(e);
             }
             for ip in &self.ip_addresses {
                 san.ip(&ip.to_string());

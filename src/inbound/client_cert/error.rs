@@ -70,6 +70,13 @@ pub enum CertError {
     /// Revocation checking is on and the status of a certificate in the chain is unknown.
     #[error("revocation status unknown: {reason}")]
     RevocationUnknown { reason: String },
+    /// The certificate matches a partner's identity but chains to a CA that is not the
+    /// partner's issuer.
+    #[error("certificate matches partner {partner:?} but was issued by {issuer:?}, not by the partner's issuer")]
+    WrongIssuer { partner: String, issuer: String },
+    /// The certificate matches more than one partner.
+    #[error("certificate matches several partners: {}", partners.join(", "))]
+    AmbiguousPartner { partners: Vec<String> },
 }
 
 impl CertError {
@@ -87,6 +94,8 @@ impl CertError {
             Self::NotAllowlisted => "not_allowlisted",
             Self::Revoked { .. } => "revoked",
             Self::RevocationUnknown { .. } => "revocation_unknown",
+            Self::WrongIssuer { .. } => "wrong_issuer",
+            Self::AmbiguousPartner { .. } => "ambiguous_partner",
         }
     }
 

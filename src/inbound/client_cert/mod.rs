@@ -38,6 +38,7 @@ mod error;
 pub mod forwarded;
 pub mod header;
 mod info;
+pub mod partners;
 pub mod path;
 mod policy;
 pub mod profile;
@@ -68,6 +69,31 @@ pub const MAX_DETAIL_CHARS: usize = 64;
 pub enum MatchedBy {
     Thumbprint,
     CommonName,
+    /// A partner's `spkiSha256`.
+    Spki,
+    /// A partner's `serialNumber` (with its issuer).
+    SerialNumber,
+    /// A partner's `uri` (URI SAN, SPIFFE IDs included).
+    Uri,
+    /// A partner's `email` (email SAN).
+    Email,
+    /// A partner's `dnsName` (DNS SAN).
+    DnsName,
+}
+
+impl From<partners::MatchKind> for MatchedBy {
+    fn from(k: partners::MatchKind) -> Self {
+        use partners::MatchKind as K;
+        match k {
+            K::Thumbprint => Self::Thumbprint,
+            K::CommonName => Self::CommonName,
+            K::Spki => Self::Spki,
+            K::SerialNumber => Self::SerialNumber,
+            K::Uri => Self::Uri,
+            K::Email => Self::Email,
+            K::DnsName => Self::DnsName,
+        }
+    }
 }
 
 /// An accepted certificate.
@@ -82,6 +108,9 @@ pub struct Accepted {
     /// The caller's serialized description of this acceptance, made once: an acceptance
     /// is cached and answered many times, its rendering need not be redone per request.
     pub rendering: RenderMemo,
+    /// The partner the certificate belongs to and what it may call (the implicit partner
+    /// of the flat settings, allowed every function, when no partners document is used).
+    pub partner: std::sync::Arc<partners::Grant>,
 }
 
 /// A lazily filled slot for a serialized form of the value that holds it. It is not part
@@ -141,25 +170,50 @@ pub fn validate_with_revocation(
     revocation: Option<&Revocation<'_>>,
     now: i64,
 ) -> Result<(Accepted, RevocationStatus), CertError> {
-    validate_chain(der, &[], policy, revocation, now)
+    validate_by(der, &[], policy, None, revocation, now)
 }
 
 /// [`validate_with_revocation`] for what a front end forwarded: the leaf, and the chain
 /// it sent with it, whose certificates are only ever untrusted intermediates. Every chain
-/// certificate must be one DER certificate (else `malformed`).
+/// certificate must be one DER certificate (else `malformed`). With `partners`, rule 4 is
+/// the partners document's, as in [`validate_partners`].
 pub fn validate_forwarded(
     forwarded: &forwarded::Forwarded,
     policy: &Policy,
+    partners: Option<&partners::PartnerSet>,
     revocation: Option<&Revocation<'_>>,
     now: i64,
 ) -> Result<(Accepted, RevocationStatus), CertError> {
-    validate_chain(&forwarded.leaf, &forwarded.chain, policy, revocation, now)
+    validate_by(
+        &forwarded.leaf,
+        &forwarded.chain,
+        policy,
+        partners,
+        revocation,
+        now,
+    )
 }
 
-fn validate_chain(
+/// Validates one DER certificate against a partner set at `now`: rules 1–3 and 5 exactly as
+/// [`validate_with_revocation`], and instead of rule 4, exactly one partner of `set` must
+/// match (see [`partners::matcher`]); `policy` gives the trusted CAs.
+pub fn validate_partners(
+    der: &[u8],
+    policy: &Policy,
+    set: &partners::PartnerSet,
+    revocation: Option<&Revocation<'_>>,
+    now: i64,
+) -> Result<(Accepted, RevocationStatus), CertError> {
+    validate_by(der, &[], policy, Some(set), revocation, now)
+}
+
+/// Rules 1–3 for every certificate (and every forwarded chain certificate parses), then
+/// rule 4 by the flat policy or, when given, by the partners document.
+fn validate_by(
     der: &[u8],
     chain: &[Vec<u8>],
     policy: &Policy,
+    partners: Option<&partners::PartnerSet>,
     revocation: Option<&Revocation<'_>>,
     now: i64,
 ) -> Result<(Accepted, RevocationStatus), CertError> {
@@ -197,6 +251,18 @@ fn validate_chain(
 
     let (sha1, sha256) = Thumbprint::of_der(der);
     let info = CertificateInfo::from_parsed(&cert, (sha1, sha256));
+    let forwarded =
+        path::decode_forwarded(chain, policy.allow_weak_keys).map_err(|i| Malformed::Chain {
+            index: i + 1,
+            detail: "cannot be read".to_owned(),
+        })?;
+    if let Some(set) = partners {
+        let window = (not_before, not_after);
+        let prints = (sha1, sha256);
+        return by_partner(
+            der, &forwarded, &cert, info, prints, window, policy, set, revocation, now,
+        );
+    }
     if policy.thumbprints.contains(&sha1) || policy.thumbprints.contains(&sha256) {
         let accepted = Accepted {
             info,
@@ -204,6 +270,7 @@ fn validate_chain(
             valid_from: not_before,
             valid_until: not_after,
             rendering: RenderMemo::default(),
+            partner: partners::Grant::implicit(),
         };
         return revocation_if_issued(der, &cert, accepted, policy, revocation, now);
     }
@@ -222,6 +289,7 @@ fn validate_chain(
             valid_from: not_before,
             valid_until: not_after,
             rendering: RenderMemo::default(),
+            partner: partners::Grant::implicit(),
         };
         return revocation_if_issued(der, &cert, accepted, policy, revocation, now);
     }
@@ -232,11 +300,6 @@ fn validate_chain(
     let Some(trust) = &policy.trust else {
         return Err(untrusted("no trusted CAs are configured".to_owned()));
     };
-    let forwarded =
-        path::decode_forwarded(chain, policy.allow_weak_keys).map_err(|i| Malformed::Chain {
-            index: i + 1,
-            detail: "cannot be read".to_owned(),
-        })?;
     let chain = trust
         .verify_forwarded(der, &cert, &forwarded, now)
         .map_err(untrusted)?;
@@ -246,6 +309,7 @@ fn validate_chain(
         valid_from: not_before.max(chain.not_before),
         valid_until: not_after.min(chain.not_after),
         rendering: RenderMemo::default(),
+        partner: partners::Grant::implicit(),
     };
     match revocation {
         None => Ok((accepted, RevocationStatus::NotChecked)),
@@ -255,6 +319,66 @@ fn validate_chain(
             accepted,
             now,
         ),
+    }
+}
+
+/// Rule 4 by the partners document (and rule 5 for the chain it used or, like
+/// [`revocation_if_issued`], by the issuer relationship of a pinned certificate).
+#[allow(clippy::too_many_arguments)]
+fn by_partner(
+    der: &[u8],
+    forwarded: &[path::CaFacts],
+    cert: &X509Certificate<'_>,
+    info: CertificateInfo,
+    prints: (Thumbprint, Thumbprint),
+    (not_before, not_after): (i64, i64),
+    policy: &Policy,
+    set: &partners::PartnerSet,
+    revocation: Option<&Revocation<'_>>,
+    now: i64,
+) -> Result<(Accepted, RevocationStatus), CertError> {
+    let (Thumbprint::Sha1(sha1_bytes), Thumbprint::Sha256(sha256_bytes)) = prints else {
+        return Err(CertError::NotAllowlisted);
+    };
+    let facts = partners::facts(cert, sha1_bytes, sha256_bytes, set);
+    let mut verified: Option<Result<VerifiedChain, String>> = None;
+    let selected = set.select(&facts, || {
+        let result = match &policy.trust {
+            None => Err("no trusted CAs are configured".to_owned()),
+            Some(trust) => trust.verify_forwarded(der, cert, forwarded, now),
+        };
+        let anchors = match &result {
+            Ok(chain) => Ok(partners::ChainAnchors {
+                keys: chain.anchors.clone(),
+                issuer: info.issuer.clone(),
+            }),
+            Err(reason) => Err(reason.clone()),
+        };
+        verified = Some(result);
+        anchors
+    })?;
+    let mut accepted = Accepted {
+        info,
+        matched_by: selected.kind.into(),
+        valid_from: not_before,
+        valid_until: not_after,
+        rendering: RenderMemo::default(),
+        partner: selected.grant,
+    };
+    if let (true, Some(Ok(chain))) = (selected.used_chain, &verified) {
+        accepted.valid_from = accepted.valid_from.max(chain.not_before);
+        accepted.valid_until = accepted.valid_until.min(chain.not_after);
+    }
+    // The chain the match relied on is checked whole; a pinned certificate is checked by
+    // its issuer relationship, as on the flat path.
+    match (revocation, &policy.trust, verified) {
+        (Some(r), Some(trust), Some(Ok(chain))) if selected.used_chain => apply_revocation(
+            r,
+            revocation::check_chain(&chain, cert, r.crls, trust, now),
+            accepted,
+            now,
+        ),
+        _ => revocation_if_issued(der, cert, accepted, policy, revocation, now),
     }
 }
 

@@ -794,6 +794,7 @@ mod tests {
         let chain = VerifiedChain {
             leaf_serial: vec![1],
             cas: vec![ca.cert],
+            anchors: Vec::new(),
             not_before: 0,
             not_after: 0,
         };

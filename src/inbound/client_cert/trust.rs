@@ -149,6 +149,9 @@ pub struct VerifiedChain {
     /// The CAs above the leaf, nearest first: untrusted intermediates, then the configured
     /// CA that anchors them (never empty for a real chain).
     pub cas: Vec<X509>,
+    /// SHA-256 of each of `cas`' DER, in the same order (which CA anchors the chain, for
+    /// partners bound to an issuer).
+    pub anchors: Vec<[u8; 32]>,
     pub not_before: i64,
     pub not_after: i64,
 }
@@ -249,9 +252,15 @@ impl TrustAnchors {
             self.verify_with_untrusted(&x509, &cas)?;
             cas.extend(anchor);
         }
+        let anchors = cas
+            .iter()
+            .map(|c| c.to_der().map(|d| sha256(&d)))
+            .collect::<Result<_, _>>()
+            .map_err(|e| e.to_string())?;
         Ok(VerifiedChain {
             leaf_serial: unsigned(leaf.raw_serial()).to_vec(),
             cas,
+            anchors,
             not_before: built.not_before,
             not_after: built.not_after,
         })
@@ -444,6 +453,7 @@ impl TrustAnchors {
         Ok(VerifiedChain {
             leaf_serial,
             cas,
+            anchors: keys,
             not_before,
             not_after,
         })
