@@ -5,14 +5,19 @@
 //! does not restart us), 1 for a bad setting, function folders that disagree with the
 //! registered functions, or a port that cannot be bound (the host restarts and reports
 //! stderr).
+//! It also joins the two sides where the inbound partners document lives in Key Vault: the
+//! outbound Key Vault reader implements `inbound::partner_source::SecretText`.
 //! Must not: hold request logic.
 
 use crate::clock::system_clock;
 use crate::host::config::Config;
 use crate::host::function::AppState;
 use crate::host::function::{Access, Function, Registry};
+use crate::inbound::config::{PartnersConfig, PartnersSource};
+use crate::inbound::partner_source::{self, SecretFuture, SecretText};
 use crate::inbound::InboundGate;
-use crate::outbound::Outbound;
+use crate::outbound::key_vault::KeyVaultReader;
+use crate::outbound::{Outbound, OutboundConfig};
 use crate::settings::{ConfigError, EnvSource, ProcessEnv};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
@@ -52,10 +57,17 @@ pub fn serve(functions: Vec<Function>) -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let state = match build_state_with(&config, registry) {
+        let secrets = match partner_secrets(&config.outbound, config.inbound.partners.as_ref()) {
             Ok(s) => s,
             Err(e) => return fatal(&e),
         };
+        let gate = match InboundGate::from_config_with_secrets(&config.inbound, secrets.as_deref())
+            .await
+        {
+            Ok(g) => g,
+            Err(e) => return fatal(&e),
+        };
+        let state = state_with(&config, registry, gate);
         // The host only ever connects to 127.0.0.1; nothing else should reach us directly.
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, config.port));
         let listener = match tokio::net::TcpListener::bind(addr).await {
@@ -73,7 +85,7 @@ pub fn serve(functions: Vec<Function>) -> ExitCode {
         }
         // Keeps the partners document current; ends with the runtime.
         if let Some(partners) = &config.inbound.partners {
-            crate::inbound::partner_source::spawn(state.gate.clone(), state.clock, partners);
+            partner_source::spawn(state.gate.clone(), state.clock, partners, secrets.clone());
         }
         crate::host::server::run(listener, state, crate::host::server::shutdown_signal()).await;
         tracing::info!("stopped");
@@ -112,14 +124,60 @@ pub fn build_state_with(
     config: &Config,
     functions: Registry,
 ) -> Result<Arc<AppState>, ConfigError> {
-    Ok(Arc::new(AppState {
-        gate: Arc::new(InboundGate::from_config(&config.inbound)?),
+    Ok(state_with(
+        config,
+        functions,
+        InboundGate::from_config(&config.inbound)?,
+    ))
+}
+
+fn state_with(config: &Config, functions: Registry, gate: InboundGate) -> Arc<AppState> {
+    Arc::new(AppState {
+        gate: Arc::new(gate),
         cert_headers: crate::host::function::CertHeaderNames::from_config(&config.inbound.header),
         outbound: Outbound::start(config.outbound.clone()),
         clock: system_clock,
         functions,
         max_body_bytes: config.functions.max_body_bytes,
-    }))
+    })
+}
+
+/// The reader of a partners document kept in a Key Vault secret: the outbound Key Vault
+/// reader (same vault, credential, proxy and timeout as the outbound certificate), when
+/// `partners` names a secret. A reader that cannot be built fails start-up naming the
+/// partners setting.
+pub fn partner_secrets(
+    outbound: &OutboundConfig,
+    partners: Option<&PartnersConfig>,
+) -> Result<Option<Arc<dyn SecretText>>, ConfigError> {
+    let Some(partners) = partners.filter(|p| partner_source::uses_secret(p)) else {
+        return Ok(None);
+    };
+    let setting = match &partners.source {
+        PartnersSource::Secret { .. } => partners.source.setting(false),
+        _ => "CLIENT_CERT_SHADOW_PARTNERS_SECRET",
+    };
+    let Some(vault) = &outbound.secrets_vault else {
+        return Err(ConfigError::invalid(
+            setting,
+            "a Key Vault secret needs KEY_VAULT_URL",
+        ));
+    };
+    let reader = KeyVaultReader::new(vault, outbound.timeout, &outbound.overrides)
+        .map_err(|e| ConfigError::invalid(setting, format!("cannot use Key Vault: {e}")))?;
+    Ok(Some(Arc::new(reader)))
+}
+
+/// The Key Vault reader fetches the text of a partners document; errors name the secret,
+/// never its value.
+impl SecretText for KeyVaultReader {
+    fn read<'a>(&'a self, name: &'a str) -> SecretFuture<'a> {
+        Box::pin(async move {
+            self.fetch_text(name)
+                .await
+                .map_err(|e| format!("cannot read Key Vault secret {name}: {e}"))
+        })
+    }
 }
 
 fn fatal(e: &ConfigError) -> ExitCode {

@@ -194,7 +194,9 @@ impl PartnersConfig {
     pub fn from_env(env: &dyn EnvSource) -> Result<Option<Self>, ConfigError> {
         let check_seconds = at_least_one(env, "CLIENT_CERT_PARTNERS_CHECK_SECONDS", 30)?;
         let refresh_minutes = at_least_one(env, "CLIENT_CERT_PARTNERS_REFRESH_MINUTES", 5)?;
-        let vault = env.get("KEY_VAULT_URL");
+        let vault = env
+            .get("KEY_VAULT_URL")
+            .map(|v| v.trim().trim_end_matches('/').to_owned());
         let secret = |setting: &'static str| -> Result<Option<PartnersSource>, ConfigError> {
             let Some(name) = env.get(setting) else {
                 return Ok(None);

@@ -42,6 +42,22 @@ impl InboundGate {
         partner_source::attach(gate, config.partners.as_ref(), crate::clock::system_clock())
     }
 
+    /// As [`Self::from_config`], reading a partners document kept in a secret with
+    /// `secrets` ([`partner_source::attach_with_secrets`]).
+    pub async fn from_config_with_secrets(
+        config: &InboundConfig,
+        secrets: Option<&dyn partner_source::SecretText>,
+    ) -> Result<Self, ConfigError> {
+        let gate = Self::flat_from_config(config, None)?;
+        partner_source::attach_with_secrets(
+            gate,
+            config.partners.as_ref(),
+            crate::clock::system_clock(),
+            secrets,
+        )
+        .await
+    }
+
     /// Builds the policy from the settings, reading `CLIENT_CERT_CA_PATH`, and logs what it
     /// means in words: the warnings an operator must not miss are emitted here, once.
     fn flat_from_config(

@@ -10,12 +10,12 @@
 //! the previous one kept. The same task logs partner certificates that expire soon.
 //! Must not: decide about certificates, or hold any state the gate does not own.
 //!
-//! TODO(issue 13): `CLIENT_CERT_PARTNERS_SECRET` needs the shared Key Vault credential that
-//! `src/outbound/credential.rs` will provide; until it lands, [`read_source`] refuses a
-//! secret source with a message naming the setting, so such a configuration fails start-up
-//! rather than running without its partners. The seam is `read_source`'s `Secret` arm
-//! (read the secret value with that credential, then re-read every
-//! `CLIENT_CERT_PARTNERS_REFRESH_MINUTES` in [`Refresher::run`]).
+//! A Key Vault secret (`CLIENT_CERT_PARTNERS_SECRET`, `CLIENT_CERT_SHADOW_PARTNERS_SECRET`)
+//! is read through [`SecretText`], which the host implements with the outbound Key Vault
+//! reader and its credential (this module must not use `outbound`): at start-up by
+//! [`attach_with_secrets`] (a secret that cannot be read stops start-up naming the setting),
+//! then every `CLIENT_CERT_PARTNERS_REFRESH_MINUTES`, where an unreadable or bad secret keeps
+//! the previous document as a bad file does. The secret's value is never logged.
 
 use crate::inbound::client_cert::partners::{self, PartnerSet};
 use crate::inbound::client_cert::{sha256, Policy, Thumbprint};
@@ -23,12 +23,41 @@ use crate::inbound::config::{PartnersConfig, PartnersSource};
 use crate::inbound::gate::InboundGate;
 use crate::inbound::partners_state::{Active, PartnersState};
 use crate::settings::ConfigError;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The text of a secret, or a one-line reason it could not be read.
+pub type SecretFuture<'a> = Pin<Box<dyn Future<Output = Result<String, String>> + Send + 'a>>;
+
+/// "Fetch this secret's text": how a document named by a `*_SECRET` setting is read. The
+/// host implements it with the Key Vault reader of the outbound certificate (same vault,
+/// same credential). An error must say why without the secret's value.
+pub trait SecretText: Send + Sync {
+    /// The latest version of the secret `name`.
+    fn read<'a>(&'a self, name: &'a str) -> SecretFuture<'a>;
+}
+
+/// Whether `config` names a document in a secret (enforced or shadow).
+pub fn uses_secret(config: &PartnersConfig) -> bool {
+    std::iter::once(&config.source)
+        .chain(config.shadow.as_ref())
+        .any(|s| matches!(s, PartnersSource::Secret { .. }))
+}
+
 /// Reads the document's bytes.
-async fn read_source_async(source: &PartnersSource) -> Result<Vec<u8>, String> {
+async fn read_source_async(
+    source: &PartnersSource,
+    secrets: Option<&dyn SecretText>,
+) -> Result<Vec<u8>, String> {
     match source {
+        PartnersSource::Secret { name, .. } => {
+            let Some(secrets) = secrets else {
+                return read_source(source);
+            };
+            check_size(secrets.read(name).await?.into_bytes())
+        }
         PartnersSource::Path(path) => {
             let bytes = tokio::fs::read(path)
                 .await
@@ -49,9 +78,8 @@ pub fn read_source(source: &PartnersSource) -> Result<Vec<u8>, String> {
             check_size(bytes)
         }
         PartnersSource::Secret { name, .. } => Err(format!(
-            "reading the partners document from Key Vault secret {name:?} is not available \
-             in this build yet (it needs the shared Key Vault credential); use \
-             CLIENT_CERT_PARTNERS_PATH or CLIENT_CERT_PARTNERS meanwhile"
+            "Key Vault secret {name:?} is read with the Key Vault credential by `handler \
+             serve` only; here, use CLIENT_CERT_PARTNERS_PATH or CLIENT_CERT_PARTNERS"
         )),
     }
 }
@@ -89,7 +117,8 @@ pub fn compile(
 }
 
 /// Loads the configured document (and shadow) into `gate` at start-up; any problem is a
-/// [`ConfigError`] naming the setting.
+/// [`ConfigError`] naming the setting. A secret source fails here: see
+/// [`attach_with_secrets`].
 pub fn attach(
     gate: InboundGate,
     config: Option<&PartnersConfig>,
@@ -98,6 +127,38 @@ pub fn attach(
     let Some(config) = config else {
         return Ok(gate);
     };
+    let enforced = read_source(&config.source);
+    let shadow = config.shadow.as_ref().map(read_source);
+    install(gate, config, now, enforced, shadow)
+}
+
+/// As [`attach`], reading secret sources with `secrets`. A secret that cannot be read stops
+/// start-up: without its document the gate would not know the partners.
+pub async fn attach_with_secrets(
+    gate: InboundGate,
+    config: Option<&PartnersConfig>,
+    now: i64,
+    secrets: Option<&dyn SecretText>,
+) -> Result<InboundGate, ConfigError> {
+    let Some(config) = config else {
+        return Ok(gate);
+    };
+    let enforced = read_source_async(&config.source, secrets).await;
+    let shadow = match &config.shadow {
+        Some(source) => Some(read_source_async(source, secrets).await),
+        None => None,
+    };
+    install(gate, config, now, enforced, shadow)
+}
+
+/// Compiles the documents read from the configured sources into `gate`.
+fn install(
+    gate: InboundGate,
+    config: &PartnersConfig,
+    now: i64,
+    enforced: Result<Vec<u8>, String>,
+    shadow_bytes: Option<Result<Vec<u8>, String>>,
+) -> Result<InboundGate, ConfigError> {
     for ignored in &config.ignored {
         tracing::warn!(
             setting = ignored,
@@ -105,17 +166,18 @@ pub fn attach(
             "partners document: this setting is ignored because an earlier source is set"
         );
     }
-    let load = |source: &PartnersSource, shadow: bool| {
+    let load = |source: &PartnersSource, bytes: Result<Vec<u8>, String>, shadow: bool| {
         let setting = source.setting(shadow);
-        read_source(source)
+        bytes
             .and_then(|bytes| compile(source, &bytes, gate.policy(), now))
             .map_err(|e| ConfigError::invalid(setting, e))
     };
-    let active = load(&config.source, false)?;
+    let active = load(&config.source, enforced, false)?;
     log_loaded("partners document loaded", &active, gate.policy());
     let state = PartnersState::new(active, config.shadow.as_ref().map(PartnersSource::describe));
-    if let (Some(source), Some(shadow)) = (&config.shadow, &state.shadow) {
-        let candidate = load(source, true)?;
+    if let (Some(source), Some(shadow), Some(bytes)) = (&config.shadow, &state.shadow, shadow_bytes)
+    {
+        let candidate = load(source, bytes, true)?;
         log_loaded("shadow partners document loaded", &candidate, gate.policy());
         shadow.replace(candidate);
     }
@@ -133,12 +195,26 @@ fn log_loaded(message: &'static str, active: &Active, policy: &Policy) {
     );
 }
 
-/// Starts the task that re-reads file documents and warns about expiring partner
+/// Starts the task that re-reads file documents (on change) and secret documents (every
+/// `CLIENT_CERT_PARTNERS_REFRESH_MINUTES`, with `secrets`), and warns about expiring partner
 /// certificates. `None` when no document is configured.
 pub fn spawn(
     gate: Arc<InboundGate>,
     clock: fn() -> i64,
     config: &PartnersConfig,
+    secrets: Option<Arc<dyn SecretText>>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let every = Duration::from_secs(config.refresh_minutes.saturating_mul(60));
+    spawn_with(gate, clock, config, secrets, every)
+}
+
+/// As [`spawn`], re-reading secrets every `secret_every` (tests shorten it).
+pub fn spawn_with(
+    gate: Arc<InboundGate>,
+    clock: fn() -> i64,
+    config: &PartnersConfig,
+    secrets: Option<Arc<dyn SecretText>>,
+    secret_every: Duration,
 ) -> Option<tokio::task::JoinHandle<()>> {
     gate.partners()?;
     let refresher = Refresher {
@@ -146,6 +222,9 @@ pub fn spawn(
         clock,
         config: config.clone(),
         last_failure: [None, None],
+        secrets,
+        secret_every,
+        secrets_read_at: tokio::time::Instant::now(),
     };
     Some(tokio::spawn(refresher.run()))
 }
@@ -157,11 +236,17 @@ struct Refresher {
     /// The last error logged for the enforced and the shadow document, so a bad file is
     /// logged once, not every check.
     last_failure: [Option<String>; 2],
+    /// Reads secret sources.
+    secrets: Option<Arc<dyn SecretText>>,
+    /// How often secret sources are re-read.
+    secret_every: Duration,
+    /// When secret sources were last read (start-up, then each refresh).
+    secrets_read_at: tokio::time::Instant,
 }
 
 impl Refresher {
     async fn run(mut self) {
-        let interval = Duration::from_secs(self.config.check_seconds);
+        let interval = Duration::from_secs(self.config.check_seconds).min(self.secret_every);
         loop {
             tokio::time::sleep(interval).await;
             self.check_once().await;
@@ -174,7 +259,16 @@ impl Refresher {
         let Some(state) = self.gate.partners() else {
             return;
         };
-        if let PartnersSource::Path(_) = &self.config.source {
+        let secrets_due = self.secrets_read_at.elapsed() >= self.secret_every;
+        if secrets_due {
+            self.secrets_read_at = tokio::time::Instant::now();
+        }
+        let due = |source: &PartnersSource| match source {
+            PartnersSource::Path(_) => true,
+            PartnersSource::Secret { .. } => secrets_due,
+            PartnersSource::Inline(_) => false,
+        };
+        if due(&self.config.source) {
             let source = self.config.source.clone();
             let current = state.active().sha256.clone();
             match self.reload(&source, &current, now).await {
@@ -197,8 +291,8 @@ impl Refresher {
                 }
             }
         }
-        if let (Some(source @ PartnersSource::Path(_)), Some(shadow)) =
-            (self.config.shadow.clone(), &state.shadow)
+        if let (Some(source), Some(shadow)) =
+            (self.config.shadow.clone().filter(|s| due(s)), &state.shadow)
         {
             let current = shadow
                 .active()
@@ -238,7 +332,7 @@ impl Refresher {
         current_sha256: &str,
         now: i64,
     ) -> Result<Option<Active>, String> {
-        let bytes = read_source_async(source).await?;
+        let bytes = read_source_async(source, self.secrets.as_deref()).await?;
         if Thumbprint::Sha256(sha256(&bytes)).to_string() == current_sha256 {
             return Ok(None);
         }

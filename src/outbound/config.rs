@@ -7,6 +7,7 @@
 //! readability, so a bad path fails start-up), or keep secrets printable.
 
 use super::redact;
+pub use super::secret::Secret;
 use crate::settings::{parse_number, ConfigError, EnvSource};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,27 +15,6 @@ use std::time::Duration;
 
 /// Where App Service puts the private certificates named in `WEBSITE_LOAD_CERTIFICATES`.
 pub const APP_SERVICE_PRIVATE_CERTS: &str = "/var/ssl/private";
-
-/// A secret string (a password). Compares by value; never printed.
-#[derive(Clone, PartialEq, Eq, Default)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The value, for the one place that needs it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
 
 /// The Key Vault source.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,6 +101,10 @@ pub struct OutboundConfig {
     /// `REMOTE_API_CA_PATH`: extra roots for the partner's server certificate.
     pub remote_ca_path: Option<PathBuf>,
     pub key_vault: Option<KeyVaultConfig>,
+    /// `KEY_VAULT_URL` and the credential, for secrets that are not the certificate (the
+    /// partners document, `CLIENT_CERT_PARTNERS_SECRET`); `certificate_name` is empty.
+    /// Present whenever `KEY_VAULT_URL` is set.
+    pub secrets_vault: Option<KeyVaultConfig>,
     pub file: Option<FileConfig>,
     /// `OUTBOUND_CLIENT_CERT_REFRESH_MINUTES`
     pub refresh: Duration,
@@ -144,6 +128,7 @@ impl Default for OutboundConfig {
             timeout: Duration::from_secs(30),
             remote_ca_path: None,
             key_vault: None,
+            secrets_vault: None,
             file: None,
             refresh: Duration::from_secs(60 * 60),
             retry_first: Duration::from_secs(2),
@@ -198,6 +183,7 @@ impl OutboundConfig {
             timeout: Duration::from_secs(timeout_secs),
             remote_ca_path,
             key_vault: key_vault(env, &proxy)?,
+            secrets_vault: secrets_vault(env, &proxy)?,
             file: file(env)?,
             refresh: Duration::from_secs(refresh_minutes * 60),
             proxy,
@@ -268,6 +254,10 @@ fn key_vault(
             }
             return Ok(None);
         }
+        // The vault may hold only the partners document.
+        (Some(_), None) if PARTNERS_SECRETS.iter().any(|s| env.get(s).is_some()) => {
+            return Ok(None)
+        }
         (Some(_), None) => {
             return Err(ConfigError::invalid(
                 CERT_NAME,
@@ -313,6 +303,41 @@ fn key_vault(
         vault_url,
         certificate_name: name,
         version,
+        client_id,
+        app_service_identity: env.get("IDENTITY_ENDPOINT").is_some()
+            && env.get("IDENTITY_HEADER").is_some(),
+        proxy: proxy.clone(),
+        credential: super::credential::CredentialConfig::from_env(env)?,
+    }))
+}
+
+/// Settings that name other secrets in `KEY_VAULT_URL` (read by `inbound::partner_source`).
+const PARTNERS_SECRETS: [&str; 2] = [
+    "CLIENT_CERT_PARTNERS_SECRET",
+    "CLIENT_CERT_SHADOW_PARTNERS_SECRET",
+];
+
+/// The vault and credential without a certificate: see [`OutboundConfig::secrets_vault`].
+fn secrets_vault(
+    env: &dyn EnvSource,
+    proxy: &ProxyConfig,
+) -> Result<Option<KeyVaultConfig>, ConfigError> {
+    let Some(url) = env.get(KEY_VAULT_URL) else {
+        return Ok(None);
+    };
+    let client_id = env.get("AZURE_CLIENT_ID").map(|c| c.trim().to_owned());
+    if let Some(c) = &client_id {
+        if !c.chars().all(|ch| ch.is_ascii_hexdigit() || ch == '-') {
+            return Err(ConfigError::invalid(
+                "AZURE_CLIENT_ID",
+                format!("{c:?} is not a client id (a GUID)"),
+            ));
+        }
+    }
+    Ok(Some(KeyVaultConfig {
+        vault_url: https_url(KEY_VAULT_URL, &url, false)?,
+        certificate_name: String::new(),
+        version: None,
         client_id,
         app_service_identity: env.get("IDENTITY_ENDPOINT").is_some()
             && env.get("IDENTITY_HEADER").is_some(),

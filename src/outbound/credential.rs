@@ -28,6 +28,7 @@
 //! never replaced by another.
 
 use super::pkcs12;
+use super::secret::Secret;
 use crate::settings::{ConfigError, EnvSource};
 use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
 use azure_core::credentials::{AccessToken, SecretBytes, TokenCredential, TokenRequestOptions};
@@ -57,28 +58,6 @@ pub const IDENTITY_HEADER: &str = "IDENTITY_HEADER";
 
 /// The largest service principal certificate file read (PEM or PKCS#12 are a few KiB).
 const MAX_CERTIFICATE_FILE: u64 = 1 << 20;
-
-/// A secret setting (client secret, certificate password): compared by value, never
-/// printed. (Its own type, not `config::Secret`: `config` reads this module's settings.)
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The value, for the SDK call that needs it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
 
 /// The credential kinds `AZURE_CREDENTIAL` names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,5 +1,7 @@
 //! Reading the outbound certificate from Key Vault: the certificate's backing secret, read
-//! with the official SDK and the credential `AZURE_CREDENTIAL` chooses (see `credential`).
+//! with the official SDK and the credential `AZURE_CREDENTIAL` chooses (see `credential`);
+//! and, with the same reader, the text of other secrets (the partners document, which the
+//! host hands to `inbound::partner_source`).
 //!
 //! Owns: the SDK objects (credential and `SecretClient`, built once and reused so the token
 //! cache works), the bounded retry policy, the content types, and turning SDK errors into
@@ -193,6 +195,36 @@ impl KeyVaultReader {
             content,
             id: secret.id,
         })
+    }
+}
+
+impl KeyVaultReader {
+    /// Fetches the latest version of the secret `name` as text (any content type), bounded
+    /// by the timeout: for secrets that are documents (the partners document), not
+    /// certificates. The value is returned, never logged.
+    pub async fn fetch_text(&self, name: &str) -> Result<String, KeyVaultError> {
+        let call = async { self.client.get_secret(name, None).await?.into_model() };
+        let secret = match tokio::time::timeout(self.timeout, call).await {
+            Err(_) => {
+                return Err(KeyVaultError::Timeout {
+                    seconds: self.timeout.as_secs(),
+                })
+            }
+            Ok(Err(e)) => {
+                return Err(map_error(
+                    &e,
+                    &self.config.vault_url,
+                    &self.config.credential,
+                ))
+            }
+            Ok(Ok(s)) => s,
+        };
+        secret
+            .value
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| KeyVaultError::Other {
+                reason: "the secret has no value".to_owned(),
+            })
     }
 }
 

@@ -30,6 +30,7 @@ pub mod key_vault;
 pub mod pkcs12;
 pub mod redact;
 pub mod request;
+mod secret;
 
 pub use config::{
     FileConfig, KeyVaultConfig, NetworkOverrides, OutboundConfig, ProxyConfig, Secret,
@@ -253,63 +254,73 @@ impl Outbound {
         deadline: Instant,
     ) -> Result<OutboundSuccess, OutboundError> {
         let seconds = self.inner.config.timeout.as_secs();
+        let response = self
+            .send_retrying(deadline, &Method::GET, |remaining| {
+                active.client.get(url).timeout(remaining)
+            })
+            .await?;
+        let status = response.status().as_u16();
+        let body = drain(response, deadline).await;
+        tracing::info!(
+            status,
+            body = ?body,
+            thumbprint = %active.identity.thumbprint(),
+            source = active.identity.source.as_str(),
+            "partner call answered"
+        );
+        if !(200..300).contains(&status) {
+            return Err(OutboundError::RemoteStatus { status });
+        }
+        // A 2xx counts once its body has arrived (or the drain limit is reached).
+        match body {
+            Drained::Complete | Drained::Limit => Ok(OutboundSuccess {
+                status_code: status,
+                certificate_thumbprint: active.identity.thumbprint().to_owned(),
+                source: active.identity.source.as_str(),
+            }),
+            Drained::TimedOut => Err(OutboundError::Timeout { seconds }),
+            Drained::Failed(detail) => Err(OutboundError::Request { detail }),
+        }
+    }
+
+    /// Sends the request `build` makes (given the time left) until `deadline`. A refused
+    /// connection means the request never reached the partner: it is tried once more, if
+    /// time allows. Nothing else is retried.
+    async fn send_retrying(
+        &self,
+        deadline: Instant,
+        method: &Method,
+        build: impl Fn(Duration) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, OutboundError> {
+        let seconds = self.inner.config.timeout.as_secs();
         let mut retried = false;
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
                 return Err(OutboundError::Timeout { seconds });
             }
-            match active.client.get(url).timeout(remaining).send().await {
-                Ok(response) => {
-                    let status = response.status().as_u16();
-                    let body = drain(response, deadline).await;
-                    tracing::info!(
-                        status,
-                        body = ?body,
-                        thumbprint = %active.identity.thumbprint(),
-                        source = active.identity.source.as_str(),
-                        "partner call answered"
-                    );
-                    if !(200..300).contains(&status) {
-                        return Err(OutboundError::RemoteStatus { status });
-                    }
-                    // A 2xx counts once its body has arrived (or the drain limit is reached).
-                    return match body {
-                        Drained::Complete | Drained::Limit => Ok(OutboundSuccess {
-                            status_code: status,
-                            certificate_thumbprint: active.identity.thumbprint().to_owned(),
-                            source: active.identity.source.as_str(),
-                        }),
-                        Drained::TimedOut => Err(OutboundError::Timeout { seconds }),
-                        Drained::Failed(detail) => Err(OutboundError::Request { detail }),
-                    };
-                }
-                Err(e) => {
-                    let kind = client::classify(&e);
-                    let e = e.without_url();
-                    let detail = client::chain_text(&e);
-                    // A refused connection means the GET never reached the partner: safe
-                    // to try once more, if time allows. Nothing else is retried.
-                    if kind == FailureKind::Refused
-                        && !retried
-                        && remaining > Duration::from_secs(1)
-                    {
-                        tracing::info!(error = %detail, "partner refused the connection; retrying once");
-                        retried = true;
-                        tokio::time::sleep(Duration::from_millis(250)).await;
-                        continue;
-                    }
-                    tracing::warn!(kind = ?kind, error = %detail, "partner call failed");
-                    return Err(match kind {
-                        FailureKind::Timeout => OutboundError::Timeout { seconds },
-                        FailureKind::Tls => OutboundError::Tls { detail },
-                        FailureKind::Refused | FailureKind::Unreachable => {
-                            OutboundError::Unreachable { detail }
-                        }
-                        FailureKind::Other => OutboundError::Request { detail },
-                    });
-                }
+            let e = match build(remaining).send().await {
+                Ok(response) => return Ok(response),
+                Err(e) => e,
+            };
+            let kind = client::classify(&e);
+            let e = e.without_url();
+            let detail = client::chain_text(&e);
+            if kind == FailureKind::Refused && !retried && remaining > Duration::from_secs(1) {
+                tracing::info!(method = %method, error = %detail, "partner refused the connection; retrying once");
+                retried = true;
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                continue;
             }
+            tracing::warn!(method = %method, kind = ?kind, error = %detail, "partner call failed");
+            return Err(match kind {
+                FailureKind::Timeout => OutboundError::Timeout { seconds },
+                FailureKind::Tls => OutboundError::Tls { detail },
+                FailureKind::Refused | FailureKind::Unreachable => {
+                    OutboundError::Unreachable { detail }
+                }
+                FailureKind::Other => OutboundError::Request { detail },
+            });
         }
     }
 }
@@ -524,50 +535,17 @@ impl Outbound {
         let deadline = Instant::now() + self.inner.config.timeout;
         let active = self.identity(deadline).await?;
         let seconds = self.inner.config.timeout.as_secs();
-        let mut retried = false;
-        loop {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            if remaining.is_zero() {
-                return Err(OutboundError::Timeout { seconds });
-            }
-            let sent = active
-                .client
-                .request(request.method.clone(), &request.url)
-                .headers(request.headers.clone())
-                .body(body.clone())
-                .timeout(remaining)
-                .send()
-                .await;
-            match sent {
-                Ok(response) => {
-                    return read_response(response, &active, &request.method, deadline, seconds)
-                        .await
-                }
-                Err(e) => {
-                    let kind = client::classify(&e);
-                    let e = e.without_url();
-                    let detail = client::chain_text(&e);
-                    if kind == FailureKind::Refused
-                        && !retried
-                        && remaining > Duration::from_secs(1)
-                    {
-                        tracing::info!(method = %request.method, error = %detail, "partner refused the connection; retrying once");
-                        retried = true;
-                        tokio::time::sleep(Duration::from_millis(250)).await;
-                        continue;
-                    }
-                    tracing::warn!(method = %request.method, kind = ?kind, error = %detail, "partner call failed");
-                    return Err(match kind {
-                        FailureKind::Timeout => OutboundError::Timeout { seconds },
-                        FailureKind::Tls => OutboundError::Tls { detail },
-                        FailureKind::Refused | FailureKind::Unreachable => {
-                            OutboundError::Unreachable { detail }
-                        }
-                        FailureKind::Other => OutboundError::Request { detail },
-                    });
-                }
-            }
-        }
+        let response = self
+            .send_retrying(deadline, &request.method, |remaining| {
+                active
+                    .client
+                    .request(request.method.clone(), &request.url)
+                    .headers(request.headers.clone())
+                    .body(body.clone())
+                    .timeout(remaining)
+            })
+            .await?;
+        read_response(response, &active, &request.method, deadline, seconds).await
     }
 }
 
