@@ -3,6 +3,11 @@
 # that returns fixed JSON, cold start to the first answer on GET /, and idle RSS.
 #
 #   benches/load.sh [--duration SECONDS] [--rounds N] [--connections N] [--partners N] [--also HANDLER]...
+#                   [--header-format arr|xfcc|rfc9440|pem-urlencoded]
+#
+# --header-format sends the certificate as that front end does (CLIENT_CERT_HEADER_FORMAT on
+# the handlers): base64 DER in X-ARR-ClientCert (default), an XFCC element with Hash and Cert,
+# an RFC 9440 Client-Cert byte sequence, or URL-encoded PEM in X-Client-Certificate.
 #
 # --partners N: the handlers decide by a partners document of N partners (CLIENT_CERT_PARTNERS_PATH,
 # each a CN and a DNS name bound to the CA; the load certificate is one of them) instead of the
@@ -15,7 +20,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-duration=10 rounds=3 connections=32 partners=0
+duration=10 rounds=3 connections=32 partners=0 format=arr
 handlers=(target/release/handler)
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -24,6 +29,7 @@ while [ $# -gt 0 ]; do
         --duration) duration=$2; shift 2 ;;
         --rounds) rounds=$2; shift 2 ;;
         --connections) connections=$2; shift 2 ;;
+        --header-format) format=$2; shift 2 ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -52,7 +58,28 @@ openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$work/cl
 printf 'extendedKeyUsage=clientAuth\nbasicConstraints=critical,CA:FALSE\n' > "$work/ext.cnf"
 openssl x509 -req -in "$work/client.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key" -CAcreateserial \
     -out "$work/client.pem" -days 1 -extfile "$work/ext.cnf" 2>/dev/null
-header=$(openssl x509 -in "$work/client.pem" -outform DER | base64 -w0)
+# The certificate header as the chosen front end sends it: "Name: value".
+header=$(python3 - "$work/client.pem" "$format" <<'PY'
+import base64, hashlib, ssl, sys, urllib.parse
+pem = open(sys.argv[1]).read()
+der = ssl.PEM_cert_to_DER_cert(pem)
+fmt = sys.argv[2]
+if fmt == "arr":
+    print("X-ARR-ClientCert: " + base64.b64encode(der).decode())
+elif fmt == "xfcc":
+    cert = urllib.parse.quote(pem, safe="")
+    print(f'X-Forwarded-Client-Cert: Hash={hashlib.sha256(der).hexdigest()};Cert="{cert}"')
+elif fmt == "rfc9440":
+    print("Client-Cert: :" + base64.b64encode(der).decode() + ":")
+elif fmt == "pem-urlencoded":
+    print("X-Client-Certificate: " + urllib.parse.quote(pem, safe=""))
+else:
+    sys.exit(f"unknown header format {fmt}")
+PY
+)
+header_env=(CLIENT_CERT_HEADER_FORMAT="$format")
+[ "$format" = pem-urlencoded ] && header_env+=(CLIENT_CERT_HEADER=X-Client-Certificate)
+echo "header format: $format"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() {
@@ -82,7 +109,7 @@ bport=$(free_port)
 hports=() idle_rss=()
 for i in "${!handlers[@]}"; do
     hport=$(free_port)
-    env "${partner_env[@]}" FUNCTIONS_CUSTOMHANDLER_PORT=$hport CLIENT_CERT_CA_PATH="$work/ca.pem" RUST_LOG=warn "${handlers[$i]}" >"$work/handler$i.log" 2>&1 &
+    env "${header_env[@]}" "${partner_env[@]}" FUNCTIONS_CUSTOMHANDLER_PORT=$hport CLIENT_CERT_CA_PATH="$work/ca.pem" RUST_LOG=warn "${handlers[$i]}" >"$work/handler$i.log" 2>&1 &
     hpid=$!; pids+=("$hpid")
     wait_port "$hport"
     sleep 1
@@ -91,7 +118,7 @@ for i in "${!handlers[@]}"; do
 done
 
 for i in "${!handlers[@]}"; do
-    code=$(curl -s -o "$work/cert-info$i.json" -w '%{http_code}' -H "X-ARR-ClientCert: $header" "http://127.0.0.1:${hports[$i]}/api/cert-info")
+    code=$(curl -s -o "$work/cert-info$i.json" -w '%{http_code}' -H "$header" "http://127.0.0.1:${hports[$i]}/api/cert-info")
     [ "$code" = 200 ] || { echo "cert-info answered $code; see $work/handler$i.log" >&2; cat "$work/handler$i.log" >&2; exit 1; }
 done
 # The baseline serves the very bytes cert-info answers, so both responses are the same size.
@@ -111,7 +138,7 @@ for r in $(seq 1 "$rounds"); do
     for k in $(seq 0 $((n - 1))); do
         i=$(((r + k) % n))
         b=$(rps "http://127.0.0.1:$bport/api/fixed")
-        h=$(rps -H "X-ARR-ClientCert: $header" "http://127.0.0.1:${hports[$i]}/api/cert-info")
+        h=$(rps -H "$header" "http://127.0.0.1:${hports[$i]}/api/cert-info")
         ratio=$(python3 -c "print(f'{$h/$b:.3f}')")
         ratios[$i]+="$ratio "
         printf '%5s  %7s  %13s  %13s  %5s\n' "$r" "$i" "$b" "$h" "$ratio"

@@ -3,6 +3,7 @@
 //! Owns: argument syntax and dispatch to the module that does the work.
 //! Must not: do the work itself.
 
+use crate::inbound::client_cert::forwarded::HeaderFormat;
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -29,8 +30,9 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Local stand-in for the App Service TLS front end: asks for a client certificate and
-    /// forwards it to the backend in X-ARR-ClientCert.
+    /// Local stand-in for an Azure TLS front end: asks for a client certificate and
+    /// forwards it to the backend in the header format of App Service (X-ARR-ClientCert),
+    /// Container Apps (XFCC), RFC 9440 or Application Gateway (URL-encoded PEM).
     FrontEnd {
         /// Address to listen on, e.g. 127.0.0.1:8443.
         #[arg(long)]
@@ -47,12 +49,32 @@ pub enum Command {
         /// `required` fails the handshake without a certificate; `optional` forwards without.
         #[arg(long, value_enum, default_value_t = crate::tools::front_end::Mode::Required)]
         mode: crate::tools::front_end::Mode,
+        /// How the certificate is forwarded: arr (App Service), xfcc (Container Apps),
+        /// rfc9440, pem-urlencoded (Application Gateway / nginx).
+        #[arg(long, default_value = "arr", value_parser = parse_header_format)]
+        header_format: HeaderFormat,
+        /// The certificate header (default per format; pem-urlencoded: X-Client-Certificate).
+        #[arg(long)]
+        header: Option<String>,
+        /// Also forward the intermediates the client sent (xfcc Chain, rfc9440
+        /// Client-Cert-Chain).
+        #[arg(long)]
+        forward_chain: bool,
     },
     /// Explain what the configured inbound policy decides for one certificate (PEM, DER or
     /// the header's base64). Exit 0 accepted, 1 rejected, 2 unreadable input or settings.
     Inspect {
         /// Certificate file; `-` or nothing reads standard input.
         file: Option<PathBuf>,
+        /// How the input is written when it is a header value: arr (base64, PEM, DER),
+        /// xfcc, rfc9440 (a Client-Cert line, optionally followed by a Client-Cert-Chain
+        /// line), pem-urlencoded. Default: CLIENT_CERT_HEADER_FORMAT, else arr.
+        #[arg(long, value_parser = parse_header_format)]
+        format: Option<HeaderFormat>,
+        /// Untrusted intermediate CAs (PEM/DER file) that may complete the path, added to
+        /// CLIENT_CERT_INTERMEDIATES_PATH.
+        #[arg(long)]
+        intermediates: Option<PathBuf>,
         /// A candidate partners document: also print what it would decide for each
         /// function, beside the current decision.
         #[arg(long, value_name = "FILE")]
@@ -102,22 +124,41 @@ pub fn main() -> ExitCode {
             tls_cert,
             tls_key,
             mode,
+            header_format,
+            header,
+            forward_chain,
         }) => crate::tools::front_end::run(&crate::tools::front_end::Options {
             listen,
             backend,
             tls_cert,
             tls_key,
             mode,
+            header_format,
+            header,
+            forward_chain,
         }),
         Some(Command::Outbound {
             command: OutboundCommand::Check,
         }) => crate::outbound::check::run(),
-        Some(Command::Inspect { file, compare }) => {
-            crate::tools::inspect::run_compare(file.as_deref(), compare.as_deref())
-        }
+        Some(Command::Inspect {
+            file,
+            format,
+            intermediates,
+            compare,
+        }) => crate::tools::inspect::run_compare(
+            file.as_deref(),
+            compare.as_deref(),
+            format,
+            intermediates.as_deref(),
+        ),
         Some(Command::Partners { command }) => match command {
             PartnersCommand::Check { file } => crate::tools::partners::run_check(&file),
             PartnersCommand::FromSettings => crate::tools::partners::run_from_settings(),
         },
     }
+}
+
+fn parse_header_format(value: &str) -> Result<HeaderFormat, String> {
+    HeaderFormat::parse(value)
+        .ok_or_else(|| format!("{value:?}: expected arr, xfcc, rfc9440 or pem-urlencoded"))
 }

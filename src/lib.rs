@@ -1,5 +1,6 @@
 //! mtls-handler: an Azure Functions custom handler that accepts partners by their client
-//! certificate (forwarded by App Service in `X-ARR-ClientCert`) and calls partners with
+//! certificate (forwarded by App Service in `X-ARR-ClientCert`, or by another Azure front
+//! end in its own header format) and calls partners with
 //! the app's own certificate.
 //!
 //! # Layout

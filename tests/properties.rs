@@ -6,6 +6,9 @@
 //!
 //! - any bytes in `X-ARR-ClientCert` (forwarding mode) give 200 or 403, never a 5xx or a
 //!   panic;
+//! - the same in every `CLIENT_CERT_HEADER_FORMAT` (`xfcc`, `rfc9440` with any bytes in
+//!   `Client-Cert-Chain` too, `pem-urlencoded`): any bytes in the configured headers give 200
+//!   or 403;
 //! - any JSON-mode payload (arbitrary JSON, the host's shape with arbitrary values,
 //!   non-JSON bytes) gets HTTP 200 with `Outputs`, or 400/413; never a 5xx.
 //!
@@ -37,6 +40,11 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
+    fixture_with(&[])
+}
+
+/// The fixture with `extra` settings (e.g. another header format).
+fn fixture_with(extra: &[(&str, &str)]) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let pki = TestPki::new();
     let good = pki.client(PARTNER_CN);
@@ -58,6 +66,11 @@ fn fixture() -> Fixture {
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
+    .chain(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    )
     .collect();
     let config = Config::from_env(&env).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -111,6 +124,15 @@ impl Fixture {
         let mut req = self.client.get(format!("{}/api/cert-info", self.base));
         if let Some(v) = header {
             req = req.header("X-ARR-ClientCert", v);
+        }
+        self.send(req)
+    }
+
+    /// `GET /api/cert-info` with these header values.
+    fn with_headers(&self, headers: &[(&str, HeaderValue)]) -> (u16, Value) {
+        let mut req = self.client.get(format!("{}/api/cert-info", self.base));
+        for (name, value) in headers {
+            req = req.header(*name, value.clone());
         }
         self.send(req)
     }
@@ -185,6 +207,78 @@ fn any_bytes_in_the_certificate_header_give_200_or_403_never_a_5xx() {
             Ok(())
         })
         .unwrap();
+}
+
+#[test]
+fn any_bytes_in_any_configured_header_format_give_200_or_403_never_a_5xx() {
+    use mtls_handler::inbound::client_cert::forwarded::{encode, HeaderFormat};
+    for format in [
+        HeaderFormat::Xfcc,
+        HeaderFormat::Rfc9440,
+        HeaderFormat::PemUrlencoded,
+    ] {
+        let name = format.default_header().unwrap_or("X-Client-Certificate");
+        let f = fixture_with(&[
+            ("CLIENT_CERT_HEADER_FORMAT", format.name()),
+            ("CLIENT_CERT_HEADER", name),
+        ]);
+        // The good certificate as this front end sends it, with a chain where it can.
+        let issuing = TestPki::new().issuing.der();
+        let (good, chain) = encode(format, &f.good.der(), &[issuing]);
+        let mut headers = vec![(name, HeaderValue::from_str(&good).unwrap())];
+        if let Some(c) = &chain {
+            headers.push(("Client-Cert-Chain", HeaderValue::from_str(c).unwrap()));
+        }
+        // The fixture: accepted as sent (the chain's issuer is another PKI's: still a
+        // decision, not a failure), and missing without the header.
+        let status = f.with_headers(&headers).0;
+        assert!(status == 200 || status == 403, "{format}: {status}");
+        assert_eq!(
+            f.with_headers(&headers[..1]).0,
+            if format == HeaderFormat::Rfc9440 {
+                200
+            } else {
+                status
+            },
+            "{format}"
+        );
+        assert_eq!(f.with_headers(&[]).0, 403);
+
+        let value = prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..2048).prop_map(header_bytes),
+            "[A-Za-z0-9+/=;,:\"%\\ -]{0,1500}".prop_map(String::into_bytes),
+            damaged(good.clone()),
+        ];
+        let chain_value = prop_oneof![
+            Just(None),
+            damaged(chain.clone().unwrap_or_else(|| ":QUJD:".to_owned())).prop_map(Some),
+            "[A-Za-z0-9+/=:, ]{0,600}".prop_map(|s| Some(s.into_bytes())),
+        ];
+        let mut runner = TestRunner::new(RunnerConfig {
+            cases: CASES / 4,
+            ..RunnerConfig::default()
+        });
+        runner
+            .run(&(value, chain_value), |(bytes, chain)| {
+                let Ok(value) = HeaderValue::from_bytes(&bytes) else {
+                    return Ok(());
+                };
+                let mut headers = vec![(name, value)];
+                if let Some(c) = chain.and_then(|c| HeaderValue::from_bytes(&c).ok()) {
+                    headers.push(("Client-Cert-Chain", c));
+                }
+                let (status, body) = f.with_headers(&headers);
+                prop_assert!(
+                    status == 200 || status == 403,
+                    "{format}: status {status}: {body}"
+                );
+                if status == 403 {
+                    prop_assert!(body["code"].is_string(), "403 without a code: {body}");
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
 }
 
 fn key() -> impl Strategy<Value = String> {

@@ -23,10 +23,13 @@ pub struct Invocation<V> {
     pub method: Option<Method>,
     pub params: Vec<(String, String)>,
     pub query: Vec<(String, String)>,
-    /// The request headers without `X-ARR-ClientCert`.
+    /// The request headers without the certificate headers.
     pub headers: HeaderMap,
-    /// The `X-ARR-ClientCert` values (any spelling of the name).
+    /// The configured certificate header's values (`X-ARR-ClientCert` by default; any
+    /// spelling of the name).
     pub cert_values: Vec<V>,
+    /// The configured chain header's values (`rfc9440`'s `Client-Cert-Chain`; else none).
+    pub chain_values: Vec<V>,
     /// Read only once the gate let the caller in.
     pub body: RequestBody,
 }
@@ -138,7 +141,11 @@ impl AppState {
         };
         let caller = match function.access() {
             Access::Public => None,
-            Access::Gated => match self.authorize(function.name(), &invocation.cert_values) {
+            Access::Gated => match self.authorize(
+                function.name(),
+                &invocation.cert_values,
+                &invocation.chain_values,
+            ) {
                 Ok(accepted) => Some(Caller::new(accepted)),
                 Err(refused) => return Step::Answered(refused),
             },
@@ -177,11 +184,12 @@ impl AppState {
         &self,
         function: &'static str,
         cert_values: &[V],
+        chain_values: &[V],
     ) -> Result<Arc<Accepted>, Answer> {
         let now = (self.clock)();
-        let decision = self.gate.check(cert_values, now);
+        let decision = self.gate.check_forwarded(cert_values, chain_values, now);
         self.gate
-            .shadow_compare(cert_values, function, &decision, now);
+            .shadow_compare(cert_values, chain_values, function, &decision, now);
         let accepted = decision.map_err(|e| ApiError::Cert(e).to_answer())?;
         if !accepted.partner.allows(function) {
             tracing::warn!(

@@ -13,6 +13,7 @@
 use crate::host::answer::Answer;
 use crate::host::http_error::ApiError;
 use crate::inbound::client_cert::{Accepted, CertError, CertificateInfo, MatchedBy};
+use crate::inbound::config::HeaderConfig;
 use crate::inbound::InboundGate;
 use crate::outbound::Outbound;
 use bytes::Bytes;
@@ -618,6 +619,8 @@ pub fn percent_decode(s: &str) -> String {
 /// Shared state of the running handler.
 pub struct AppState {
     pub gate: Arc<InboundGate>,
+    /// The headers the certificate (and chain) are read from.
+    pub cert_headers: CertHeaderNames,
     pub outbound: Arc<Outbound>,
     /// The clock, Unix seconds; tests pass a fixed one.
     pub clock: fn() -> i64,
@@ -625,6 +628,41 @@ pub struct AppState {
     pub functions: Registry,
     /// `MAX_REQUEST_BODY_BYTES`: the largest request body a function receives.
     pub max_body_bytes: usize,
+}
+
+/// The configured certificate header (`CLIENT_CERT_HEADER`, `X-ARR-ClientCert` by
+/// default) and chain header (`CLIENT_CERT_CHAIN_HEADER`, `rfc9440` only): the only headers
+/// the certificate is read from. Functions see neither, nor an `X-ARR-ClientCert`.
+#[derive(Debug, Clone)]
+pub struct CertHeaderNames {
+    pub cert: HeaderName,
+    pub chain: Option<HeaderName>,
+}
+
+/// App Service's header, hidden from functions whatever the configured one.
+const ARR_HEADER: HeaderName = HeaderName::from_static("x-arr-clientcert");
+
+impl CertHeaderNames {
+    /// From the checked settings (a name the settings accepted is a valid header name).
+    pub fn from_config(config: &HeaderConfig) -> Self {
+        let name = |n: &str| HeaderName::from_bytes(n.as_bytes()).unwrap_or(ARR_HEADER);
+        Self {
+            cert: name(&config.name),
+            chain: config.chain_name.as_deref().map(name),
+        }
+    }
+
+    /// Whether `name` is a certificate header functions must not see.
+    pub fn hides(&self, name: &HeaderName) -> bool {
+        *name == self.cert || self.chain.as_ref() == Some(name) || *name == ARR_HEADER
+    }
+}
+
+impl Default for CertHeaderNames {
+    /// App Service's `X-ARR-ClientCert`.
+    fn default() -> Self {
+        Self::from_config(&HeaderConfig::default())
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 //! hostile: any shape yields a clean result, never a panic.
 
 use crate::host::answer::Answer;
-use crate::host::function::Method;
+use crate::host::function::{CertHeaderNames, Method};
 use base64::Engine as _;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
@@ -25,18 +25,22 @@ pub struct JsonRequest {
     pub method: Option<Method>,
     pub params: Vec<(String, String)>,
     pub query: Vec<(String, String)>,
-    /// `Headers` without `X-ARR-ClientCert`; names or values HTTP cannot carry are dropped.
+    /// `Headers` without the certificate headers; names or values HTTP cannot carry are
+    /// dropped.
     pub headers: HeaderMap,
-    /// The `X-ARR-ClientCert` values (see [`header_values`]).
+    /// The configured certificate header's values (see [`header_values`]).
     pub cert_values: Vec<Vec<u8>>,
+    /// The configured chain header's values (`rfc9440`; else none).
+    pub chain_values: Vec<Vec<u8>>,
     /// `Body`: text as its UTF-8 bytes, base64 for `application/octet-stream` and
     /// `multipart/*` (how the host sends bytes), any other JSON value re-serialized. `Err`
     /// says why it could not be read.
     pub body: Result<Bytes, String>,
 }
 
-/// Reads everything a function needs from a JSON invocation payload.
-pub fn read_request(payload: &Value) -> JsonRequest {
+/// Reads everything a function needs from a JSON invocation payload, the certificate from
+/// the headers `names` configures.
+pub fn read_request(payload: &Value, names: &CertHeaderNames) -> JsonRequest {
     let req = trigger(payload);
     let field = |name: &str| req.and_then(|r| get_ci(r, name));
     let method = match field("Method") {
@@ -44,13 +48,18 @@ pub fn read_request(payload: &Value) -> JsonRequest {
         Some(Value::String(m)) => Method::parse(m),
         Some(_) => None,
     };
-    let headers = field("Headers").map_or_else(HeaderMap::new, to_header_map);
+    let headers = field("Headers").map_or_else(HeaderMap::new, |h| to_header_map(h, names));
     let body = read_body(field("Body"), &headers);
     JsonRequest {
         method,
         params: field("Params").map(to_pairs).unwrap_or_default(),
         query: field("Query").map(to_pairs).unwrap_or_default(),
-        cert_values: header_values(payload, CERT_HEADER.as_str()),
+        cert_values: header_values(payload, names.cert.as_str()),
+        chain_values: names
+            .chain
+            .as_ref()
+            .map(|c| header_values(payload, c.as_str()))
+            .unwrap_or_default(),
         headers,
         body,
     }
@@ -102,7 +111,7 @@ fn to_pairs(value: &Value) -> Vec<(String, String)> {
 }
 
 /// `Headers`: an object of string arrays (a lone string is accepted too).
-fn to_header_map(value: &Value) -> HeaderMap {
+fn to_header_map(value: &Value, names: &CertHeaderNames) -> HeaderMap {
     let mut map = HeaderMap::new();
     let Some(object) = value.as_object() else {
         return map;
@@ -111,7 +120,7 @@ fn to_header_map(value: &Value) -> HeaderMap {
         let Ok(name) = HeaderName::from_bytes(key.as_bytes()) else {
             continue;
         };
-        if name == CERT_HEADER {
+        if names.hides(&name) {
             continue;
         }
         let values: Vec<&str> = match value {

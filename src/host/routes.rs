@@ -14,14 +14,14 @@
 use crate::host::answer::{json_response, Answer};
 use crate::host::app::{BodyError, Invocation, RequestBody, Step};
 use crate::host::function::AppState;
-use crate::host::function::{parse_query, Method, INVOCATION_ID_HEADERS};
+use crate::host::function::{parse_query, CertHeaderNames, Method, INVOCATION_ID_HEADERS};
 use crate::host::http_error::ApiError;
 use crate::host::invocation::{self, CERT_HEADER};
 use bytes::Bytes;
 use std::cell::RefCell;
 use std::convert::Infallible;
 use std::sync::Arc;
-use warp::http::{header, HeaderMap, HeaderValue, StatusCode};
+use warp::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use warp::{Filter, Rejection, Reply};
 
 /// The largest JSON invocation payload for a body limit of `max_body`: the body may arrive
@@ -127,12 +127,22 @@ impl Source {
     }
 }
 
-/// Every `X-ARR-ClientCert` value, removed from `headers` (functions never see it).
-fn take_cert_values(headers: &mut HeaderMap) -> Vec<HeaderValue> {
-    match headers.entry(CERT_HEADER) {
+/// Every value of the configured certificate header and of the chain header, removed
+/// from `headers` with any `X-ARR-ClientCert` (functions never see them).
+fn take_cert_values(
+    headers: &mut HeaderMap,
+    names: &CertHeaderNames,
+) -> (Vec<HeaderValue>, Vec<HeaderValue>) {
+    let mut take = |name: &HeaderName| match headers.entry(name) {
         header::Entry::Occupied(entry) => entry.remove_entry_mult().1.collect(),
         header::Entry::Vacant(_) => Vec::new(),
+    };
+    let cert = take(&names.cert);
+    let chain = names.chain.as_ref().map(&mut take).unwrap_or_default();
+    if names.cert != CERT_HEADER {
+        take(&CERT_HEADER);
     }
+    (cert, chain)
 }
 
 /// The part of a forwarded request's path after `/api/`, when it has that prefix.
@@ -159,13 +169,14 @@ pub fn forwarded_step(
     let Some((function, params)) = state.functions.by_path(tail) else {
         return Step::Answered(ApiError::NotFound.to_answer());
     };
-    let cert_values = take_cert_values(&mut headers);
+    let (cert_values, chain_values) = take_cert_values(&mut headers, &state.cert_headers);
     let invocation = Invocation {
         method: Method::from_http(method),
         params,
         query: query.map(parse_query).unwrap_or_default(),
         headers,
         cert_values,
+        chain_values,
         body,
     };
     state.begin(function, invocation)
@@ -238,7 +249,7 @@ where
                         return Ok(err.to_answer().into_response());
                     }
                 };
-                let mut call = invocation::read_request(&payload);
+                let mut call = invocation::read_request(&payload, &state.cert_headers);
                 // The host sends the invocation id on its own request; a function finds it
                 // among the headers, as in forwarding mode.
                 for name in INVOCATION_ID_HEADERS {
@@ -252,6 +263,7 @@ where
                     query: call.query,
                     headers: call.headers,
                     cert_values: call.cert_values,
+                    chain_values: call.chain_values,
                     body: match call.body {
                         Ok(b) if b.is_empty() => RequestBody::Empty,
                         Ok(b) => RequestBody::Ready(b),

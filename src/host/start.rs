@@ -134,6 +134,7 @@ pub fn build_state_with(
 fn state_with(config: &Config, functions: Registry, gate: InboundGate) -> Arc<AppState> {
     Arc::new(AppState {
         gate: Arc::new(gate),
+        cert_headers: crate::host::function::CertHeaderNames::from_config(&config.inbound.header),
         outbound: Outbound::start(config.outbound.clone()),
         clock: system_clock,
         functions,

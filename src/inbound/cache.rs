@@ -2,7 +2,8 @@
 //!
 //! Owns: bounding memory (entries *and* bytes: a rejection's detail comes from the caller's
 //! certificate, so entries differ in size) and deciding when a cached decision is stale.
-//! Keyed by the SHA-256 of the certificate's DER. An acceptance is reused only inside the
+//! Keyed by the SHA-256 of the certificate's DER (the gate uses a digest over the leaf and
+//! the forwarded chain when a chain came with it). An acceptance is reused only inside the
 //! certificate chain's validity window and for at most the configured age; rejections that
 //! time could undo (expired, not yet valid, untrusted chain) are never stored.
 //! Must not: validate anything itself or read the clock (callers pass `now`).

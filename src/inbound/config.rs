@@ -1,9 +1,11 @@
 //! Inbound settings: the client-certificate policy, its cache and revocation checking.
 //!
 //! Owns: the names, defaults and syntax of the `ALLOWED_CLIENT_CERT_*`, `CLIENT_CERT_*` and
-//! `ALLOW_UNVERIFIED_COMMON_NAMES` settings.
+//! `ALLOW_UNVERIFIED_COMMON_NAMES` settings, including which header carries the
+//! certificate and in which format ([`HeaderConfig`]).
 //! Must not: read the files the settings name (the gate and the CRL store do, at start-up).
 
+use crate::inbound::client_cert::forwarded::HeaderFormat;
 use crate::inbound::client_cert::{Thumbprint, ThumbprintError};
 use crate::settings::{at_least_one, list, parse_bool, parse_number, ConfigError, EnvSource};
 use std::path::PathBuf;
@@ -34,6 +36,34 @@ pub struct InboundConfig {
     /// The partners document (`CLIENT_CERT_PARTNERS*`); `None` when only the flat settings
     /// are used.
     pub partners: Option<PartnersConfig>,
+    /// Where the certificate arrives (`CLIENT_CERT_HEADER*`).
+    pub header: HeaderConfig,
+    /// `CLIENT_CERT_INTERMEDIATES_PATH`: untrusted intermediate CAs that may complete a
+    /// path to a CA in `CLIENT_CERT_CA_PATH` (never anchors themselves).
+    pub intermediates_path: Option<PathBuf>,
+}
+
+/// Which request headers carry the certificate, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderConfig {
+    /// `CLIENT_CERT_HEADER_FORMAT` (default `arr`).
+    pub format: HeaderFormat,
+    /// `CLIENT_CERT_HEADER`: the header read (default per format; required for
+    /// `pem-urlencoded`). Only this header is read.
+    pub name: String,
+    /// `CLIENT_CERT_CHAIN_HEADER`: `rfc9440` only (default `Client-Cert-Chain`).
+    pub chain_name: Option<String>,
+}
+
+impl Default for HeaderConfig {
+    /// App Service: `X-ARR-ClientCert`, base64 DER.
+    fn default() -> Self {
+        Self {
+            format: HeaderFormat::Arr,
+            name: crate::inbound::client_cert::header::HEADER_NAME.to_owned(),
+            chain_name: None,
+        }
+    }
 }
 
 /// Where a partners document comes from.
@@ -68,6 +98,79 @@ impl PartnersSource {
             Self::Secret { vault, name } => format!("Key Vault secret {name} in {vault}"),
         }
     }
+}
+
+impl HeaderConfig {
+    pub fn from_env(env: &dyn EnvSource) -> Result<Self, ConfigError> {
+        const FORMAT: &str = "CLIENT_CERT_HEADER_FORMAT";
+        const HEADER: &str = "CLIENT_CERT_HEADER";
+        const CHAIN: &str = "CLIENT_CERT_CHAIN_HEADER";
+        let format = match env.get(FORMAT) {
+            None => HeaderFormat::Arr,
+            Some(v) => HeaderFormat::parse(&v).ok_or_else(|| {
+                ConfigError::invalid(
+                    FORMAT,
+                    format!(
+                        "{:?} is not one of arr, xfcc, rfc9440, pem-urlencoded",
+                        v.trim()
+                    ),
+                )
+            })?,
+        };
+        let name = match (env.get(HEADER), format.default_header()) {
+            (Some(v), _) => header_name(HEADER, &v)?,
+            (None, Some(default)) => default.to_owned(),
+            (None, None) => {
+                return Err(ConfigError::invalid(
+                    HEADER,
+                    format!(
+                        "required with {FORMAT}={format}: the header your front end's rewrite \
+                         rule sets (e.g. X-Client-Certificate)"
+                    ),
+                ))
+            }
+        };
+        let chain_name = match (env.get(CHAIN), format.default_chain_header()) {
+            (Some(v), Some(_)) => Some(header_name(CHAIN, &v)?),
+            (Some(_), None) => {
+                return Err(ConfigError::invalid(
+                    CHAIN,
+                    format!(
+                        "only {FORMAT}=rfc9440 reads a chain header; {format} carries the \
+                         chain (if any) in {HEADER}"
+                    ),
+                ))
+            }
+            (None, default) => default.map(str::to_owned),
+        };
+        if chain_name
+            .as_deref()
+            .is_some_and(|c| c.eq_ignore_ascii_case(&name))
+        {
+            return Err(ConfigError::invalid(
+                CHAIN,
+                format!("must differ from {HEADER} ({name})"),
+            ));
+        }
+        Ok(Self {
+            format,
+            name,
+            chain_name,
+        })
+    }
+}
+
+/// An HTTP field name (RFC 9110 token).
+fn header_name(setting: &'static str, value: &str) -> Result<String, ConfigError> {
+    let v = value.trim();
+    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if v.is_empty() || !v.chars().all(token) {
+        return Err(ConfigError::invalid(
+            setting,
+            format!("{v:?} is not an HTTP header name"),
+        ));
+    }
+    Ok(v.to_owned())
 }
 
 /// Partners settings; present only when one of `CLIENT_CERT_PARTNERS`,
@@ -230,7 +333,16 @@ impl InboundConfig {
             .unwrap_or_default();
         let ca_path = env.get("CLIENT_CERT_CA_PATH").map(PathBuf::from);
         let revocation = RevocationConfig::from_env(env, ca_path.as_ref())?;
+        let intermediates_path = env.get("CLIENT_CERT_INTERMEDIATES_PATH").map(PathBuf::from);
+        if intermediates_path.is_some() && ca_path.is_none() {
+            return Err(ConfigError::invalid(
+                "CLIENT_CERT_INTERMEDIATES_PATH",
+                "intermediates complete a path to a trust anchor: set CLIENT_CERT_CA_PATH too",
+            ));
+        }
         Ok(Self {
+            header: HeaderConfig::from_env(env)?,
+            intermediates_path,
             common_names,
             thumbprints,
             ca_path,
@@ -251,6 +363,65 @@ mod tests {
 
     fn env(pairs: &[(&'static str, &'static str)]) -> HashMap<&'static str, &'static str> {
         pairs.iter().copied().collect()
+    }
+
+    #[test]
+    fn by_default_the_header_is_x_arr_clientcert_in_base64() {
+        let c = InboundConfig::from_env(&env(&[])).unwrap();
+        assert_eq!(c.header, HeaderConfig::default());
+        assert_eq!(c.header.name, "X-ARR-ClientCert");
+        assert_eq!(c.intermediates_path, None);
+    }
+
+    #[test]
+    fn each_format_has_its_default_header() {
+        let h = |f| HeaderConfig::from_env(&env(&[("CLIENT_CERT_HEADER_FORMAT", f)])).unwrap();
+        assert_eq!(h("xfcc").name, "X-Forwarded-Client-Cert");
+        assert_eq!(h("xfcc").chain_name, None);
+        assert_eq!(h("RFC9440").name, "Client-Cert");
+        assert_eq!(
+            h("rfc9440").chain_name.as_deref(),
+            Some("Client-Cert-Chain")
+        );
+        let custom = HeaderConfig::from_env(&env(&[
+            ("CLIENT_CERT_HEADER_FORMAT", "pem-urlencoded"),
+            ("CLIENT_CERT_HEADER", "X-Client-Certificate"),
+        ]))
+        .unwrap();
+        assert_eq!(custom.name, "X-Client-Certificate");
+    }
+
+    #[test]
+    fn header_settings_that_cannot_work_fail_naming_the_setting() {
+        let fails = |pairs: &[(&'static str, &'static str)], setting: &str| {
+            let e = InboundConfig::from_env(&env(pairs)).unwrap_err();
+            assert_eq!(e.setting(), setting, "{pairs:?}");
+            assert!(e.to_string().contains(setting));
+        };
+        fails(
+            &[("CLIENT_CERT_HEADER_FORMAT", "pem-urlencoded")],
+            "CLIENT_CERT_HEADER",
+        );
+        fails(
+            &[("CLIENT_CERT_HEADER_FORMAT", "envoy")],
+            "CLIENT_CERT_HEADER_FORMAT",
+        );
+        fails(&[("CLIENT_CERT_HEADER", "X Client")], "CLIENT_CERT_HEADER");
+        fails(
+            &[("CLIENT_CERT_CHAIN_HEADER", "Chain")],
+            "CLIENT_CERT_CHAIN_HEADER",
+        );
+        fails(
+            &[
+                ("CLIENT_CERT_HEADER_FORMAT", "rfc9440"),
+                ("CLIENT_CERT_CHAIN_HEADER", "client-cert"),
+            ],
+            "CLIENT_CERT_CHAIN_HEADER",
+        );
+        fails(
+            &[("CLIENT_CERT_INTERMEDIATES_PATH", "/i.pem")],
+            "CLIENT_CERT_INTERMEDIATES_PATH",
+        );
     }
 
     #[test]

@@ -6,13 +6,19 @@
 //! cached acceptance never outlives the CRL set it was checked against.
 //! Likewise for the partners document in force (`crate::inbound::partners_state`), which
 //! `crate::inbound::partner_source` swaps in, and the shadow document it consults.
+//! The header format (`CLIENT_CERT_HEADER_FORMAT`) is the gate's: it decodes the values of
+//! the configured header(s) into the leaf and the forwarded chain. A decision is cached
+//! under the leaf's SHA-256 when nothing was forwarded with it (as always for `arr`), and
+//! under a digest of the leaf *and* the forwarded chain otherwise, so a decision made with
+//! one chain is never reused for another.
 //! Must not: know about HTTP or the invocation format, or read CRL files.
 
 use crate::inbound::cache::{Decision, ValidationCache};
+use crate::inbound::client_cert::forwarded::{self, Forwarded, HeaderFormat};
 use crate::inbound::client_cert::partners::PartnerSet;
 use crate::inbound::client_cert::revocation::http_distribution_points;
 use crate::inbound::client_cert::{
-    self, header, CertError, CrlSet, Policy, Revocation, RevocationStatus, Thumbprint,
+    self, CertError, CrlSet, Policy, Revocation, RevocationStatus, Thumbprint,
 };
 use crate::inbound::partners_state::{Active, Outcome, PartnersState};
 use std::collections::BTreeSet;
@@ -24,6 +30,7 @@ const MAX_WANTED_DISTRIBUTION_POINTS: usize = 256;
 /// The inbound policy with its cache and, when revocation is on, the current CRLs.
 pub struct InboundGate {
     policy: Policy,
+    format: HeaderFormat,
     cache: ValidationCache,
     revocation: Option<RevocationGate>,
     /// The partners document in force, when one is configured (else the flat settings).
@@ -44,10 +51,22 @@ impl InboundGate {
     pub fn new(policy: Policy, cache: ValidationCache) -> Self {
         Self {
             policy,
+            format: HeaderFormat::Arr,
             cache,
             revocation: None,
             partners: None,
         }
+    }
+
+    /// The same gate reading certificates forwarded in `format` (default `arr`).
+    pub fn with_format(mut self, format: HeaderFormat) -> Self {
+        self.format = format;
+        self
+    }
+
+    /// The header format this gate decodes.
+    pub fn format(&self) -> HeaderFormat {
+        self.format
     }
 
     /// A gate that checks revocation against `crls` (replaced later with
@@ -62,6 +81,7 @@ impl InboundGate {
     ) -> Self {
         Self {
             policy,
+            format: HeaderFormat::Arr,
             cache,
             revocation: Some(RevocationGate {
                 current: RwLock::new(Arc::new(crls)),
@@ -101,6 +121,7 @@ impl InboundGate {
     pub fn shadow_compare<V: AsRef<[u8]>>(
         &self,
         values: &[V],
+        chain: &[V],
         function: &str,
         enforced: &Decision,
         now: i64,
@@ -114,10 +135,10 @@ impl InboundGate {
         let Some(candidate) = shadow.active() else {
             return;
         };
-        let Ok(der) = header::decode(values) else {
+        let Ok(forwarded) = forwarded::decode(self.format, values, chain) else {
             return;
         };
-        let key = client_cert::sha256(&der);
+        let key = cache_key(&forwarded);
         let outcome = match shadow.remembered(&key, now) {
             Some(o) => o,
             None => {
@@ -130,10 +151,10 @@ impl InboundGate {
                             crls: c,
                             fail_open: r.fail_open,
                         });
-                let decided = client_cert::validate_partners(
-                    &der,
+                let decided = client_cert::validate_forwarded(
+                    &forwarded,
                     &self.policy,
-                    &candidate.set,
+                    Some(&candidate.set),
                     revocation.as_ref(),
                     now,
                 )
@@ -143,7 +164,7 @@ impl InboundGate {
                 o
             }
         };
-        let thumbprint = Thumbprint::of_der(&der).0.to_string();
+        let thumbprint = Thumbprint::of_der(&forwarded.leaf).0.to_string();
         shadow.compare(key, &thumbprint, function, &Outcome::of(enforced), &outcome);
     }
 
@@ -192,25 +213,38 @@ impl InboundGate {
         &self.cache
     }
 
-    /// Decides on the `X-ARR-ClientCert` values of one request at `now` (Unix seconds).
+    /// Decides on the certificate header values of one request at `now` (Unix seconds),
+    /// with no chain header (`X-ARR-ClientCert` for the default format).
     pub fn check<V: AsRef<[u8]>>(&self, values: &[V], now: i64) -> Decision {
-        // The common case: this exact header value was accepted before. Rejections take
+        self.check_forwarded::<V>(values, &[], now)
+    }
+
+    /// Decides on the certificate header values and the chain header values (`rfc9440`'s
+    /// `Client-Cert-Chain`; other formats have none) of one request at `now`.
+    pub fn check_forwarded<V: AsRef<[u8]>>(&self, values: &[V], chain: &[V], now: i64) -> Decision {
+        // The common case: these exact header values were accepted before. Rejections take
         // the full path so their log line can name the certificate.
-        let single = match values {
-            [one] => Some(one.as_ref()),
+        let joined;
+        let single = match (values, chain) {
+            ([one], []) => Some(one.as_ref()),
+            ([one], more) => {
+                joined = alias_of(one.as_ref(), more);
+                Some(joined.as_slice())
+            }
             _ => None,
         };
         if let Some((_, Ok(accepted))) = single.and_then(|h| self.cache.get_by_header(h, now)) {
             return Ok(accepted);
         }
-        let der = match header::decode(values) {
-            Ok(der) => der,
+        let forwarded = match forwarded::decode(self.format, values, chain) {
+            Ok(f) => f,
             Err(e) => {
                 log_rejection(&e, None);
                 return Err(e);
             }
         };
-        let key = client_cert::sha256(&der);
+        let der = &forwarded.leaf;
+        let key = cache_key(&forwarded);
         // Held across lookup, validation and insertion: `replace_crls` waits for it, so no
         // decision made with an old CRL set lands in the cache after the swap cleared it.
         let crls = self
@@ -229,8 +263,10 @@ impl InboundGate {
             }
             None => {
                 let fresh = match &crls {
-                    None => self.validate_with(&der, None, set, now).map(|(a, _)| a),
-                    Some((r, crls)) => self.validate_revocation(r, crls, &der, set, now),
+                    None => self
+                        .validate_with(&forwarded, None, set, now)
+                        .map(|(a, _)| a),
+                    Some((r, crls)) => self.validate_revocation(r, crls, &forwarded, set, now),
                 }
                 .map(Arc::new);
                 self.cache.insert(key, &fresh, single, now);
@@ -243,10 +279,39 @@ impl InboundGate {
         drop(partners);
         drop(crls);
         if let Err(e) = &decision {
-            log_rejection(e, Some(&der));
+            log_rejection(e, Some(der));
         }
         decision
     }
+}
+
+/// The cache key of what was forwarded: the leaf's SHA-256 alone when no chain came with
+/// it (what every `arr` request and `inspect` use), else a digest over the leaf and each
+/// chain certificate, length-prefixed, so that no other split of the same bytes collides.
+fn cache_key(forwarded: &Forwarded) -> [u8; 32] {
+    if forwarded.chain.is_empty() {
+        return client_cert::sha256(&forwarded.leaf);
+    }
+    let mut input = Vec::with_capacity(
+        16 + forwarded.leaf.len() + forwarded.chain.iter().map(|c| c.len() + 8).sum::<usize>(),
+    );
+    input.extend_from_slice(b"leaf+chain");
+    for cert in std::iter::once(&forwarded.leaf).chain(&forwarded.chain) {
+        input.extend_from_slice(&(cert.len() as u64).to_be_bytes());
+        input.extend_from_slice(cert);
+    }
+    client_cert::sha256(&input)
+}
+
+/// The remembered form of a certificate header value with chain header values: joined by
+/// line feeds, which no header value contains, so it equals no single header value.
+fn alias_of<V: AsRef<[u8]>>(value: &[u8], chain: &[V]) -> Vec<u8> {
+    let mut alias = value.to_vec();
+    for c in chain {
+        alias.push(b'\n');
+        alias.extend_from_slice(c.as_ref());
+    }
+    alias
 }
 
 impl InboundGate {
@@ -254,15 +319,16 @@ impl InboundGate {
         &self,
         r: &RevocationGate,
         set: &CrlSet,
-        der: &[u8],
+        forwarded: &Forwarded,
         partners: Option<&PartnerSet>,
         now: i64,
     ) -> Result<client_cert::Accepted, CertError> {
+        let der = &forwarded.leaf;
         let revocation = Revocation {
             crls: set,
             fail_open: r.fail_open,
         };
-        match self.validate_with(der, Some(&revocation), partners, now) {
+        match self.validate_with(forwarded, Some(&revocation), partners, now) {
             Ok((accepted, RevocationStatus::UnknownAccepted { reason })) => {
                 tracing::warn!(
                     thumbprint = %Thumbprint::of_der(der).0,
@@ -289,15 +355,12 @@ impl InboundGate {
     /// flat settings.
     fn validate_with(
         &self,
-        der: &[u8],
+        forwarded: &Forwarded,
         revocation: Option<&Revocation<'_>>,
         partners: Option<&PartnerSet>,
         now: i64,
     ) -> Result<(client_cert::Accepted, RevocationStatus), CertError> {
-        match partners {
-            None => client_cert::validate_with_revocation(der, &self.policy, revocation, now),
-            Some(set) => client_cert::validate_partners(der, &self.policy, set, revocation, now),
-        }
+        client_cert::validate_forwarded(forwarded, &self.policy, partners, revocation, now)
     }
 }
 

@@ -29,7 +29,16 @@ impl InboundGate {
     /// Builds the gate from the settings: the flat policy, then the partners document when
     /// one is configured ([`partner_source::attach`]).
     pub fn from_config(config: &InboundConfig) -> Result<Self, ConfigError> {
-        let gate = Self::flat_from_config(config)?;
+        Self::from_config_with_intermediates(config, None)
+    }
+
+    /// [`Self::from_config`], with the intermediates in `extra` (a file or directory, as
+    /// `handler inspect --intermediates` names) added to `CLIENT_CERT_INTERMEDIATES_PATH`.
+    pub fn from_config_with_intermediates(
+        config: &InboundConfig,
+        extra: Option<&std::path::Path>,
+    ) -> Result<Self, ConfigError> {
+        let gate = Self::flat_from_config(config, extra)?;
         partner_source::attach(gate, config.partners.as_ref(), crate::clock::system_clock())
     }
 
@@ -39,7 +48,7 @@ impl InboundGate {
         config: &InboundConfig,
         secrets: Option<&dyn partner_source::SecretText>,
     ) -> Result<Self, ConfigError> {
-        let gate = Self::flat_from_config(config)?;
+        let gate = Self::flat_from_config(config, None)?;
         partner_source::attach_with_secrets(
             gate,
             config.partners.as_ref(),
@@ -51,7 +60,10 @@ impl InboundGate {
 
     /// Builds the policy from the settings, reading `CLIENT_CERT_CA_PATH`, and logs what it
     /// means in words: the warnings an operator must not miss are emitted here, once.
-    fn flat_from_config(config: &InboundConfig) -> Result<Self, ConfigError> {
+    fn flat_from_config(
+        config: &InboundConfig,
+        extra: Option<&std::path::Path>,
+    ) -> Result<Self, ConfigError> {
         if config.allow_weak_keys {
             tracing::warn!(
                 setting = "CLIENT_CERT_ALLOW_WEAK_KEYS",
@@ -63,6 +75,32 @@ impl InboundGate {
         let trust = match &config.ca_path {
             None => None,
             Some(path) => Some(load_trust(path, config.allow_weak_keys, WeakCa::Refuse)?),
+        };
+        let trust = match (trust, load_intermediates(config, extra)?) {
+            (Some(trust), intermediates) if !intermediates.is_empty() => {
+                let (trust, reports) =
+                    trust.with_intermediates(&intermediates, config.allow_weak_keys);
+                for r in reports {
+                    tracing::warn!(
+                        setting = "CLIENT_CERT_INTERMEDIATES_PATH",
+                        subject = %r.subject,
+                        reason = %r.reason,
+                        "skipping an intermediate that can be on no path"
+                    );
+                }
+                tracing::info!(
+                    intermediates = trust.intermediates().len(),
+                    "untrusted intermediates loaded (they complete paths, they are not trusted)"
+                );
+                Some(trust)
+            }
+            (None, intermediates) if !intermediates.is_empty() => {
+                return Err(ConfigError::invalid(
+                    "CLIENT_CERT_CA_PATH",
+                    "intermediates complete a path to a trust anchor: set CLIENT_CERT_CA_PATH",
+                ))
+            }
+            (trust, _) => trust,
         };
         if config.allow_unverified_common_names {
             tracing::warn!(
@@ -96,14 +134,18 @@ impl InboundGate {
             allow_weak_keys: config.allow_weak_keys,
         };
         tracing::info!(
+            header_format = %config.header.format,
+            header = %config.header.name,
+            chain_header = config.header.chain_name.as_deref().unwrap_or("-"),
             common_names = ?policy.common_names,
             thumbprints = policy.thumbprints.len(),
             trusted_cas = policy.trust.as_ref().map_or(0, |t| t.len()),
             "inbound client-certificate policy loaded"
         );
         let cache = Cache::new(config.cache_size, config.cache_seconds);
+        let format = config.header.format;
         let Some(revocation) = &config.revocation else {
-            return Ok(Self::new(policy, cache));
+            return Ok(Self::new(policy, cache).with_format(format));
         };
         let Some(trust) = &policy.trust else {
             return Err(ConfigError::invalid(
@@ -130,14 +172,35 @@ impl InboundGate {
             check_seconds = revocation.check_seconds,
             "revocation checking on"
         );
-        Ok(Self::with_revocation(
-            policy,
-            cache,
-            crls,
-            revocation.fail_open,
-            revocation.fetch,
-        ))
+        Ok(
+            Self::with_revocation(policy, cache, crls, revocation.fail_open, revocation.fetch)
+                .with_format(format),
+        )
     }
+}
+
+/// The certificates of `CLIENT_CERT_INTERMEDIATES_PATH` and of `extra`.
+fn load_intermediates(
+    config: &InboundConfig,
+    extra: Option<&std::path::Path>,
+) -> Result<Vec<openssl::x509::X509>, ConfigError> {
+    const SETTING: &str = "CLIENT_CERT_INTERMEDIATES_PATH";
+    let mut certs = Vec::new();
+    for path in config
+        .intermediates_path
+        .iter()
+        .map(|p| p.as_path())
+        .chain(extra)
+    {
+        certs.extend(crate::pki_files::read_certificates(path).map_err(|e| {
+            ConfigError::Unreadable {
+                setting: SETTING,
+                path: path.to_owned(),
+                reason: e.to_string(),
+            }
+        })?);
+    }
+    Ok(certs)
 }
 
 /// Reads the CA path. Certificates that are not CAs (App Service's `/var/ssl/certs` holds

@@ -22,7 +22,7 @@ pub const CLIENT_CN: &str = crate::inbound::config::DEFAULT_COMMON_NAME;
 pub const OUTBOUND_CN: &str = "outbound.mtls-handler.local";
 
 /// Every file of the set, in the order they are written.
-pub const FILES: [&str; 12] = [
+pub const FILES: [&str; 15] = [
     "ca.pem",
     "client.pem",
     "client.key",
@@ -35,6 +35,9 @@ pub const FILES: [&str; 12] = [
     "expired.key",
     "untrusted.pem",
     "untrusted.key",
+    "intermediate.pem",
+    "client-via-intermediate.pem",
+    "client-via-intermediate.key",
 ];
 
 /// What `dev-certs` could not do.
@@ -70,6 +73,12 @@ pub struct DemoPki {
     pub outbound: Issued,
     pub expired: Issued,
     pub untrusted: Issued,
+    /// A partner's intermediate CA under the root, deliberately *not* in `ca.pem`: it
+    /// completes a path only as an untrusted intermediate
+    /// (`CLIENT_CERT_INTERMEDIATES_PATH`, or forwarded by the front end).
+    pub intermediate: Issued,
+    /// The partner certificate (allowlisted CN) issued by `intermediate`.
+    pub client_via_intermediate: Issued,
 }
 
 impl std::fmt::Debug for DemoPki {
@@ -95,7 +104,13 @@ impl DemoPki {
             .issued_by(&issuing)?;
         // Self-signed with the allowlisted name: what an attacker can make in one command.
         let untrusted = CertSpec::leaf(CLIENT_CN, now, 365).self_signed()?;
+        let intermediate =
+            CertSpec::ca("mtls-handler Dev Partner Intermediate CA", now, 1825).issued_by(&root)?;
+        let client_via_intermediate =
+            CertSpec::leaf(CLIENT_CN, now, 365).issued_by(&intermediate)?;
         Ok(Self {
+            intermediate,
+            client_via_intermediate,
             root,
             issuing,
             client,
@@ -129,6 +144,17 @@ impl DemoPki {
             DemoFile::new("expired.key", self.expired.key_pem()?, true),
             DemoFile::new("untrusted.pem", self.untrusted.cert_pem()?, false),
             DemoFile::new("untrusted.key", self.untrusted.key_pem()?, true),
+            DemoFile::new("intermediate.pem", self.intermediate.cert_pem()?, false),
+            DemoFile::new(
+                "client-via-intermediate.pem",
+                self.client_via_intermediate.cert_pem()?,
+                false,
+            ),
+            DemoFile::new(
+                "client-via-intermediate.key",
+                self.client_via_intermediate.key_pem()?,
+                true,
+            ),
         ])
     }
 }
@@ -248,6 +274,21 @@ pub fn usage(dir: &Path) -> String {
         s,
         "  curl --cacert {d}/ca.pem --cert {d}/untrusted.pem --key {d}/untrusted.key \
          https://localhost:8443/api/cert-info"
+    );
+    let _ = writeln!(
+        s,
+        "Through an intermediate CA that is not in ca.pem (accepted with \
+         CLIENT_CERT_INTERMEDIATES_PATH={d}/intermediate.pem, or when the front end forwards \
+         it: --header-format xfcc --forward-chain and curl --cert with the chain):"
+    );
+    let _ = writeln!(
+        s,
+        "  cat {d}/client-via-intermediate.pem {d}/intermediate.pem > /tmp/partner-chain.pem"
+    );
+    let _ = writeln!(
+        s,
+        "  curl --cacert {d}/ca.pem --cert /tmp/partner-chain.pem --key \
+         {d}/client-via-intermediate.key https://localhost:8443/api/cert-info"
     );
     let _ = writeln!(s, "Explain a decision:");
     let _ = writeln!(

@@ -2,15 +2,22 @@
 //! certificates can be tried without Azure (Core Tools never asks for one).
 //!
 //! Owns: terminating TLS, asking for a client certificate, forwarding each request to an
-//! `http://` backend with `X-ARR-ClientCert` set to the base64 DER of the presented leaf,
-//! and the limits (body sizes, timeouts, connections) that keep it bounded. Like App
-//! Service it does not validate the chain (the verify callback accepts every chain), but
-//! the TLS handshake itself proves that the caller holds the certificate's private key.
-//! A client-sent `X-ARR-ClientCert` is always removed before forwarding.
+//! `http://` backend with the presented certificate in the header of the chosen front end
+//! (`--header-format`: `arr` sets `X-ARR-ClientCert` to the base64 DER of the leaf as App
+//! Service does; `xfcc` sets `X-Forwarded-Client-Cert` as the Container Apps ingress does;
+//! `rfc9440` sets `Client-Cert` (and `Client-Cert-Chain`); `pem-urlencoded` sets a header
+//! holding URL-encoded PEM, as an Application Gateway rewrite rule does), with the
+//! intermediates the client sent when `--forward-chain` is given, and the limits (body
+//! sizes, timeouts, connections) that keep it bounded. Like App Service it does not
+//! validate the chain (the verify callback accepts every chain), but the TLS handshake
+//! itself proves that the caller holds the certificate's private key. Every certificate
+//! header a client sent (`X-ARR-ClientCert`, `X-Forwarded-Client-Cert`, `Client-Cert`,
+//! `Client-Cert-Chain`, and the configured one) is always removed before forwarding.
 //! Must not: judge certificates (that is the handler's job behind it), or be exposed as a
 //! production proxy: it exists for local development and tests.
 
 use crate::host::answer::Answer;
+use crate::inbound::client_cert::forwarded::{self, HeaderFormat};
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
@@ -45,7 +52,16 @@ pub const BACKEND_TIMEOUT: Duration = Duration::from_secs(60);
 /// Connections served at once; further ones wait in the listen backlog.
 pub const MAX_CONNECTIONS: usize = 512;
 
-const ARR_CLIENT_CERT: HeaderName = HeaderName::from_static("x-arr-clientcert");
+/// The certificate headers of every format: whatever a client sent in them is removed.
+const CERT_HEADERS: [HeaderName; 4] = [
+    HeaderName::from_static("x-arr-clientcert"),
+    HeaderName::from_static("x-forwarded-client-cert"),
+    HeaderName::from_static("client-cert"),
+    HeaderName::from_static("client-cert-chain"),
+];
+/// The header `pem-urlencoded` uses unless `--header` names another (what Application
+/// Gateway rewrite-rule examples call it).
+pub const DEFAULT_PEM_HEADER: &str = "X-Client-Certificate";
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
@@ -70,6 +86,48 @@ pub struct Options {
     /// PEM private key of `tls_cert`.
     pub tls_key: PathBuf,
     pub mode: Mode,
+    /// How the certificate is forwarded (`--header-format`).
+    pub header_format: HeaderFormat,
+    /// The certificate header (`--header`); `None` is the format's default.
+    pub header: Option<String>,
+    /// Forward the intermediates the client sent (`--forward-chain`; `xfcc`, `rfc9440`).
+    pub forward_chain: bool,
+}
+
+/// Where and how the certificate is forwarded.
+#[derive(Debug, Clone)]
+struct Forwarding {
+    format: HeaderFormat,
+    header: HeaderName,
+    chain_header: Option<HeaderName>,
+    forward_chain: bool,
+}
+
+impl Forwarding {
+    fn new(options: &Options) -> Result<Self, StartError> {
+        let name = options
+            .header
+            .as_deref()
+            .or(options.header_format.default_header())
+            .unwrap_or(DEFAULT_PEM_HEADER);
+        let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| StartError::Header {
+            name: name.to_owned(),
+        })?;
+        let chain_header = options
+            .header_format
+            .default_chain_header()
+            .map(|c| HeaderName::from_bytes(c.as_bytes()))
+            .transpose()
+            .map_err(|_| StartError::Header {
+                name: "Client-Cert-Chain".to_owned(),
+            })?;
+        Ok(Self {
+            format: options.header_format,
+            header,
+            chain_header,
+            forward_chain: options.forward_chain,
+        })
+    }
 }
 
 /// Why the front end could not start.
@@ -83,6 +141,8 @@ pub enum StartError {
         key: PathBuf,
         reason: String,
     },
+    #[error("--header {name:?} is not an HTTP header name")]
+    Header { name: String },
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -112,6 +172,7 @@ pub enum GatewayError {
 /// The parts every connection shares.
 struct Shared {
     backend: hyper::http::uri::Authority,
+    forwarding: Forwarding,
     client: Client<HttpConnector, Full<Bytes>>,
 }
 
@@ -164,14 +225,26 @@ pub async fn serve(
     listener: TcpListener,
     acceptor: SslAcceptor,
     backend: hyper::http::uri::Authority,
+    options: &Options,
     shutdown: impl Future<Output = ()>,
 ) {
+    let forwarding = match Forwarding::new(options) {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::error!(error = %e, "front end cannot start");
+            return;
+        }
+    };
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(Duration::from_secs(5)));
     let client = Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(30))
         .build(connector);
-    let shared = Arc::new(Shared { backend, client });
+    let shared = Arc::new(Shared {
+        backend,
+        forwarding,
+        client,
+    });
     let acceptor = Arc::new(acceptor);
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     tokio::pin!(shutdown);
@@ -223,11 +296,22 @@ async fn connection(tcp: TcpStream, peer: SocketAddr, acceptor: &SslAcceptor, sh
             return;
         }
     }
+    // On a server, OpenSSL's peer chain leaves the leaf out: these are what the client sent
+    // after it, i.e. its intermediates (untrusted; the handler decides).
+    let intermediates: Vec<Vec<u8>> = if shared.forwarding.forward_chain {
+        stream
+            .ssl()
+            .peer_cert_chain()
+            .map(|s| s.iter().filter_map(|c| c.to_der().ok()).collect())
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     let cert = stream
         .ssl()
         .peer_certificate()
         .and_then(|c| c.to_der().ok())
-        .map(|der| PresentedCert::new(&der));
+        .map(|der| PresentedCert::new(&der, &intermediates, &shared.forwarding));
     let cert = cert.map(Arc::new);
     let service = hyper::service::service_fn(move |req| {
         let (shared, cert) = (Arc::clone(&shared), cert.clone());
@@ -243,19 +327,21 @@ async fn connection(tcp: TcpStream, peer: SocketAddr, acceptor: &SslAcceptor, sh
     }
 }
 
-/// The leaf the client proved it holds, as the header carries it.
+/// The leaf the client proved it holds, as the headers carry it.
 struct PresentedCert {
     header: HeaderValue,
+    chain_header: Option<HeaderValue>,
     thumbprint: String,
 }
 
 impl PresentedCert {
-    fn new(der: &[u8]) -> Self {
-        use base64::Engine as _;
-        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    fn new(der: &[u8], intermediates: &[Vec<u8>], forwarding: &Forwarding) -> Self {
+        let (value, chain) = forwarded::encode(forwarding.format, der, intermediates);
+        // Every encoding is printable ASCII, always a valid header value.
+        let to_header = |v: &str| HeaderValue::from_str(v).unwrap_or(HeaderValue::from_static(""));
         Self {
-            // Base64 is always a valid header value.
-            header: HeaderValue::from_str(&b64).unwrap_or(HeaderValue::from_static("")),
+            header: to_header(&value),
+            chain_header: chain.as_deref().map(to_header),
             thumbprint: crate::inbound::client_cert::Thumbprint::of_der(der)
                 .0
                 .to_string(),
@@ -275,7 +361,10 @@ async fn handle(
         .uri()
         .path_and_query()
         .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
-    let spoofed = req.headers().contains_key(ARR_CLIENT_CERT);
+    let spoofed = CERT_HEADERS
+        .iter()
+        .chain(std::iter::once(&shared.forwarding.header))
+        .any(|h| req.headers().contains_key(h));
     let (response, error) = match forward(req, shared, cert, peer).await {
         Ok(r) => (r, None),
         Err(e) => (gateway_response(&e), Some(e)),
@@ -385,9 +474,14 @@ async fn relay(
     let h = &mut parts.headers;
     strip_hop_by_hop(h);
     // Whatever the client put there proves nothing: only the handshake does.
-    h.remove(ARR_CLIENT_CERT);
+    for name in CERT_HEADERS.iter().chain([&shared.forwarding.header]) {
+        h.remove(name);
+    }
     if let Some(c) = cert {
-        h.insert(ARR_CLIENT_CERT, c.header.clone());
+        h.insert(shared.forwarding.header.clone(), c.header.clone());
+        if let (Some(name), Some(value)) = (&shared.forwarding.chain_header, &c.chain_header) {
+            h.insert(name.clone(), value.clone());
+        }
     }
     h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
     if let Ok(v) = HeaderValue::from_str(&peer.ip().to_string()) {
@@ -487,7 +581,9 @@ pub fn run(options: &Options) -> ExitCode {
             .get("LOG_FORMAT")
             .is_some_and(|f| f.eq_ignore_ascii_case("json")),
     );
-    let started = parse_backend(&options.backend).and_then(|b| Ok((b, acceptor(options)?)));
+    let started = parse_backend(&options.backend)
+        .and_then(|b| Forwarding::new(options).map(|_| b))
+        .and_then(|b| Ok((b, acceptor(options)?)));
     let (backend, acceptor) = match started {
         Ok(s) => s,
         Err(e) => {
@@ -521,9 +617,11 @@ pub fn run(options: &Options) -> ExitCode {
             %addr,
             backend = %backend,
             mode = ?options.mode,
-            "front end listening (https); X-ARR-ClientCert carries the presented certificate"
+            header_format = %options.header_format,
+            forward_chain = options.forward_chain,
+            "front end listening (https); the certificate header carries the presented certificate"
         );
-        serve(listener, acceptor, backend, crate::host::server::shutdown_signal()).await;
+        serve(listener, acceptor, backend, options, crate::host::server::shutdown_signal()).await;
         ExitCode::SUCCESS
     })
 }

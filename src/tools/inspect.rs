@@ -1,14 +1,18 @@
 //! `handler inspect`: what an operator runs when a partner says "we get 403".
 //!
 //! Owns: reading one certificate in whatever form the operator has it (PEM, DER, the
-//! header's base64, or a copied `X-ARR-ClientCert: ...` line), printing its identity, and
+//! header's base64, a copied `X-ARR-ClientCert: ...` line, or a whole header line of the
+//! configured format: an XFCC element, `Client-Cert:` (and `Client-Cert-Chain:`) lines, a
+//! URL-encoded PEM), with the forwarded chain where the format carries one, printing its
+//! identity, and
 //! asking the configured inbound gate — the same code path as a request — for its
 //! decision at the current time, with the reason, the stable code and what to do about it.
 //! Exit codes: 0 accepted, 1 rejected, 2 unreadable input or bad settings.
 //! Must not: change the policy or cache anything across runs.
 
+use crate::inbound::client_cert::forwarded::{self, HeaderFormat};
 use crate::inbound::client_cert::{self, header, CertError, CertificateInfo, Policy};
-use crate::inbound::config::InboundConfig;
+use crate::inbound::config::{HeaderConfig, InboundConfig};
 use crate::inbound::InboundGate;
 use crate::settings::{ConfigError, EnvSource, ProcessEnv};
 use std::fmt::Write as _;
@@ -50,10 +54,12 @@ pub struct Input {
     pub format: &'static str,
     /// Further certificates in a PEM bundle, which the header would never carry.
     pub ignored: usize,
+    /// The forwarded chain (untrusted intermediates), for formats that carry one.
+    pub chain: Vec<Vec<u8>>,
 }
 
-/// Reads `path` (`None` or `-` is standard input).
-pub fn read_input(path: Option<&Path>) -> Result<Input, InputError> {
+/// Reads `path` (`None` or `-` is standard input), a header value being in `format`.
+pub fn read_input(path: Option<&Path>, format: HeaderFormat) -> Result<Input, InputError> {
     let (what, bytes) = match path {
         None => read_stdin()?,
         Some(p) if p == Path::new("-") => read_stdin()?,
@@ -74,7 +80,7 @@ pub fn read_input(path: Option<&Path>) -> Result<Input, InputError> {
     if bytes.len() as u64 > MAX_INPUT_BYTES {
         return Err(InputError::TooLarge { what });
     }
-    parse_input(&bytes).map_err(|e| match e {
+    parse_input(&bytes, format).map_err(|e| match e {
         ParseError::Empty => InputError::Empty { what },
         ParseError::Bad(reason) => InputError::NotACertificate { what, reason },
     })
@@ -98,9 +104,10 @@ enum ParseError {
     Bad(String),
 }
 
-/// PEM (the first CERTIFICATE block), DER, or base64 as in the header (optionally still
-/// prefixed with `X-ARR-ClientCert:`).
-fn parse_input(bytes: &[u8]) -> Result<Input, ParseError> {
+/// PEM (the first CERTIFICATE block; with `xfcc` or `rfc9440` the others are the forwarded
+/// chain), DER, or a header value in `format` (optionally still prefixed with its header
+/// name, as copied from a log).
+fn parse_input(bytes: &[u8], format: HeaderFormat) -> Result<Input, ParseError> {
     let text = bytes.trim_ascii();
     if text.is_empty() {
         return Err(ParseError::Empty);
@@ -115,10 +122,21 @@ fn parse_input(bytes: &[u8]) -> Result<Input, ParseError> {
             .to_der()
             .map_err(|e| ParseError::Bad(format!("PEM: {e}")))?;
         client_cert::describe(&der).map_err(|e| ParseError::Bad(e.to_string()))?;
+        let rest = certs[1..]
+            .iter()
+            .map(|c| c.to_der())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ParseError::Bad(format!("PEM: {e}")))?;
+        let (ignored, chain) = if carries_chain(format) {
+            (0, rest)
+        } else {
+            (rest.len(), Vec::new())
+        };
         return Ok(Input {
             der,
             format: "PEM",
-            ignored: certs.len() - 1,
+            ignored,
+            chain,
         });
     }
     // A DER certificate starts with a SEQUENCE tag; base64 text never does.
@@ -127,7 +145,11 @@ fn parse_input(bytes: &[u8]) -> Result<Input, ParseError> {
             der: bytes.to_vec(),
             format: "DER",
             ignored: 0,
+            chain: Vec::new(),
         });
+    }
+    if format != HeaderFormat::Arr {
+        return parse_header_lines(text, format);
     }
     let value = strip_header_name(text);
     let der = header::decode(&[value]).map_err(|e| ParseError::Bad(e.to_string()))?;
@@ -136,7 +158,51 @@ fn parse_input(bytes: &[u8]) -> Result<Input, ParseError> {
         der,
         format: "base64",
         ignored: 0,
+        chain: Vec::new(),
     })
+}
+
+fn carries_chain(format: HeaderFormat) -> bool {
+    matches!(format, HeaderFormat::Xfcc | HeaderFormat::Rfc9440)
+}
+
+/// Header lines of `format` as pasted from a log: one line for `xfcc` and
+/// `pem-urlencoded`; for `rfc9440` the `Client-Cert` line and any `Client-Cert-Chain`
+/// lines. Decoded by the same code as a request.
+fn parse_header_lines(text: &[u8], format: HeaderFormat) -> Result<Input, ParseError> {
+    let text = std::str::from_utf8(text)
+        .map_err(|_| ParseError::Bad(format!("a {format} header line is text")))?;
+    let (mut cert, mut chain) = (Vec::new(), Vec::new());
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        match split_header_name(line) {
+            (Some(name), value) if name.eq_ignore_ascii_case("Client-Cert-Chain") => {
+                chain.push(value);
+            }
+            (_, value) => cert.push(value),
+        }
+    }
+    let got =
+        forwarded::decode(format, &cert, &chain).map_err(|e| ParseError::Bad(e.to_string()))?;
+    client_cert::describe(&got.leaf).map_err(|e| ParseError::Bad(e.to_string()))?;
+    Ok(Input {
+        der: got.leaf,
+        format: format.name(),
+        ignored: 0,
+        chain: got.chain,
+    })
+}
+
+/// `Name: value` → (`Some(Name)`, `value`) when the text before the first `:` is an HTTP
+/// field name; otherwise the whole line is the value (`:base64:` and XFCC's `By=spiffe://`
+/// are not names).
+fn split_header_name(line: &str) -> (Option<&str>, &str) {
+    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    match line.split_once(':') {
+        Some((name, rest)) if !name.is_empty() && name.chars().all(token) => {
+            (Some(name), rest.trim())
+        }
+        _ => (None, line),
+    }
 }
 
 /// `X-ARR-ClientCert: MIIB...` as copied from a request log → `MIIB...`.
@@ -153,13 +219,27 @@ fn strip_header_name(text: &[u8]) -> &[u8] {
 
 /// The `inspect` command.
 pub fn run(path: Option<&Path>) -> ExitCode {
-    run_compare(path, None)
+    run_compare(path, None, None, None)
 }
 
 /// The `inspect` command; with `compare`, also what that candidate partners document
-/// would decide for each function.
-pub fn run_compare(path: Option<&Path>, compare: Option<&Path>) -> ExitCode {
-    let input = match read_input(path) {
+/// would decide for each function. `format` overrides `CLIENT_CERT_HEADER_FORMAT`, and the
+/// certificates in `intermediates` are added to `CLIENT_CERT_INTERMEDIATES_PATH`.
+pub fn run_compare(
+    path: Option<&Path>,
+    compare: Option<&Path>,
+    format: Option<HeaderFormat>,
+    intermediates: Option<&Path>,
+) -> ExitCode {
+    let config = match inspect_config(&ProcessEnv, format) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("inspect: {e}");
+            return ExitCode::from(EXIT_UNUSABLE);
+        }
+    };
+    let format = config.header.format;
+    let input = match read_input(path, format) {
         Ok(i) => i,
         Err(e) => {
             eprintln!("inspect: {e}");
@@ -174,7 +254,7 @@ pub fn run_compare(path: Option<&Path>, compare: Option<&Path>) -> ExitCode {
         }
     };
     print!("{}", describe_certificate(&input, &info));
-    let gate = match build_gate(&ProcessEnv) {
+    let gate = match build_gate(&config, intermediates) {
         Ok(g) => g,
         Err(e) => {
             println!("\nPolicy: cannot be built from the settings");
@@ -183,6 +263,10 @@ pub fn run_compare(path: Option<&Path>, compare: Option<&Path>) -> ExitCode {
         }
     };
     print!("\n{}", describe_policy(gate.policy()));
+    println!(
+        "  CLIENT_CERT_HEADER_FORMAT:        {} (header {})",
+        format, config.header.name
+    );
     if let Some(p) = gate.partners() {
         let active = p.active();
         println!(
@@ -199,8 +283,23 @@ pub fn run_compare(path: Option<&Path>, compare: Option<&Path>) -> ExitCode {
         );
     }
     let now = crate::clock::system_clock();
-    let value = info_header_value(&input.der);
-    let decision = gate.check(&[value], now);
+    if !input.chain.is_empty() {
+        println!(
+            "\nForwarded chain: {} untrusted certificate(s): {}",
+            input.chain.len(),
+            input
+                .chain
+                .iter()
+                .map(|c| client_cert::describe(c).map_or_else(|e| e.to_string(), |i| i.subject))
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+    }
+    // The same decoding and decision as a request: the certificate in the configured
+    // format, with the chain where the format carries one.
+    let (value, chain) = forwarded::encode(format, &input.der, &input.chain);
+    let chain: Vec<String> = chain.into_iter().collect();
+    let decision = gate.check_forwarded(&[value], &chain, now);
     print!("\n{}", describe_decision(&decision, &info, now));
     if let Some(file) = compare {
         match compare_with(&gate, file, &input.der, &decision, now) {
@@ -215,6 +314,25 @@ pub fn run_compare(path: Option<&Path>, compare: Option<&Path>) -> ExitCode {
         Ok(_) => ExitCode::from(EXIT_ACCEPTED),
         Err(_) => ExitCode::from(EXIT_REJECTED),
     }
+}
+
+/// The settings, with `format` (when given) replacing the configured header format.
+fn inspect_config(
+    env: &dyn EnvSource,
+    format: Option<HeaderFormat>,
+) -> Result<InboundConfig, ConfigError> {
+    let mut config = InboundConfig::from_env(env)?;
+    if let Some(format) = format.filter(|f| *f != config.header.format) {
+        config.header = HeaderConfig {
+            format,
+            name: format
+                .default_header()
+                .unwrap_or(crate::tools::front_end::DEFAULT_PEM_HEADER)
+                .to_owned(),
+            chain_name: format.default_chain_header().map(str::to_owned),
+        };
+    }
+    Ok(config)
 }
 
 /// What the candidate document at `file` decides for the certificate, function by
@@ -278,14 +396,11 @@ fn compare_with(
     Ok(s)
 }
 
-fn build_gate(env: &dyn EnvSource) -> Result<InboundGate, ConfigError> {
-    InboundGate::from_config(&InboundConfig::from_env(env)?)
-}
-
-/// The certificate as App Service would forward it.
-fn info_header_value(der: &[u8]) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(der)
+fn build_gate(
+    config: &InboundConfig,
+    intermediates: Option<&Path>,
+) -> Result<InboundGate, ConfigError> {
+    InboundGate::from_config_with_intermediates(config, intermediates)
 }
 
 fn time(unix: i64) -> String {
@@ -392,6 +507,14 @@ pub fn describe_policy(policy: &Policy) -> String {
                 t.len(),
                 t.subjects().join("; ")
             );
+            if !t.intermediates().is_empty() {
+                let _ = writeln!(
+                    s,
+                    "  CLIENT_CERT_INTERMEDIATES_PATH:   {} untrusted intermediate(s): {}",
+                    t.intermediates().len(),
+                    t.intermediates().subjects().join("; ")
+                );
+            }
         }
         None => {
             let _ = writeln!(
@@ -463,6 +586,11 @@ pub fn advice(e: &CertError, info: &CertificateInfo) -> String {
         CertError::Missing => "the request carried no certificate: the partner must present \
             one in the TLS handshake, and the app must have clientCertEnabled=true with \
             clientCertMode=Required"
+            .to_owned(),
+        CertError::Malformed(client_cert::Malformed::Header(_)) => "the header does not \
+            follow CLIENT_CERT_HEADER_FORMAT (see the reason); check that the setting names \
+            the format your front end sends, and that nothing between it and the app rewrites \
+            the header"
             .to_owned(),
         CertError::Malformed(client_cert::Malformed::Profile { .. }) => "the certificate \
             itself breaks the X.509 profile (see the reason); the partner's CA must issue a \
@@ -541,7 +669,10 @@ mod tests {
 
     #[test]
     fn empty_and_whitespace_input_is_reported_as_empty() {
-        assert!(matches!(parse_input(b" \n\t"), Err(ParseError::Empty)));
+        assert!(matches!(
+            parse_input(b" \n\t", HeaderFormat::Arr),
+            Err(ParseError::Empty)
+        ));
     }
 
     #[test]
@@ -555,10 +686,65 @@ mod tests {
             .unwrap();
         let mut pem = leaf.cert_pem().unwrap();
         pem.extend(ca.cert_pem().unwrap());
-        let Ok(input) = parse_input(&pem) else {
+        let Ok(input) = parse_input(&pem, HeaderFormat::Arr) else {
             panic!("chain not read");
         };
         assert_eq!(input.der, leaf.der());
         assert_eq!((input.format, input.ignored), ("PEM", 1));
+        // A format that forwards chains keeps the rest as the chain.
+        let Ok(input) = parse_input(&pem, HeaderFormat::Xfcc) else {
+            panic!("chain not read");
+        };
+        assert_eq!((input.ignored, input.chain), (0, vec![ca.der()]));
+    }
+
+    #[test]
+    fn pasted_header_lines_of_every_format_are_read_with_their_chain() {
+        let now = 1_800_000_000;
+        let ca = crate::tools::pki::CertSpec::ca("ca", now, 10)
+            .self_signed()
+            .unwrap();
+        let mid = crate::tools::pki::CertSpec::ca("mid", now, 10)
+            .issued_by(&ca)
+            .unwrap();
+        let leaf = crate::tools::pki::CertSpec::leaf("leaf", now, 10)
+            .issued_by(&mid)
+            .unwrap();
+        let chain = vec![mid.der()];
+        let (xfcc, _) = forwarded::encode(HeaderFormat::Xfcc, &leaf.der(), &chain);
+        let (cert, list) = forwarded::encode(HeaderFormat::Rfc9440, &leaf.der(), &chain);
+        let (pem, _) = forwarded::encode(HeaderFormat::PemUrlencoded, &leaf.der(), &[]);
+        let cases = [
+            (
+                HeaderFormat::Xfcc,
+                format!("x-forwarded-client-cert: {xfcc}"),
+                1,
+            ),
+            (
+                HeaderFormat::Rfc9440,
+                format!(
+                    "Client-Cert: {cert}\nClient-Cert-Chain: {}\n",
+                    list.unwrap()
+                ),
+                1,
+            ),
+            (HeaderFormat::Rfc9440, cert.clone(), 0),
+            (
+                HeaderFormat::PemUrlencoded,
+                format!("X-Client-Certificate: {pem}"),
+                0,
+            ),
+        ];
+        for (format, text, chained) in cases {
+            let Ok(input) = parse_input(text.as_bytes(), format) else {
+                panic!("{format}: {text} not read");
+            };
+            assert_eq!(input.der, leaf.der(), "{format}");
+            assert_eq!(input.chain.len(), chained, "{format}");
+        }
+        assert!(matches!(
+            parse_input(b"Cert=\"unterminated", HeaderFormat::Xfcc),
+            Err(ParseError::Bad(_))
+        ));
     }
 }

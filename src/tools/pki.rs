@@ -117,6 +117,8 @@ pub struct CertSpec {
     pub omit: Vec<Nid>,
     /// Extensions appended after the standard ones, as given.
     pub raw_extensions: Vec<RawExtension>,
+    /// A CA's basicConstraints pathLenConstraint; `None` leaves it out.
+    pub path_len: Option<u32>,
 }
 
 /// A certificate with its private key.
@@ -160,6 +162,7 @@ impl CertSpec {
             digest: SigDigest::Sha256,
             omit: Vec::new(),
             raw_extensions: Vec::new(),
+            path_len: None,
         }
     }
 
@@ -266,6 +269,12 @@ impl CertSpec {
         self
     }
 
+    /// A CA that allows at most `n` intermediates below it (pathLenConstraint).
+    pub fn with_path_len(mut self, n: u32) -> Self {
+        self.path_len = Some(n);
+        self
+    }
+
     pub fn with_crl_distribution_point(mut self, uri: &str) -> Self {
         self.crl_distribution_points.push(uri.to_owned());
         self
@@ -324,6 +333,9 @@ impl CertSpec {
             bc.critical();
             if self.is_ca {
                 bc.ca();
+            }
+            if let Some(n) = self.path_len {
+                bc.pathlen(n);
             }
             b.append_extension(bc.build()?)?;
         }

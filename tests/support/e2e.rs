@@ -381,3 +381,27 @@ pub fn run_bounded(cmd: &mut Command, stdin: Option<&[u8]>, limit: Duration) -> 
 pub fn app_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
+
+/// `handler front-end` with the given server certificate and key and `extra` arguments
+/// (e.g. `--header-format xfcc --forward-chain`), always `--mode required`.
+pub fn start_front_end_args(
+    cert: &Path,
+    key: &Path,
+    backend_port: u16,
+    extra: &[&str],
+) -> (ChildGuard, u16) {
+    spawn_listening("front-end", |port| {
+        let mut c = Command::new(HANDLER);
+        c.env_clear()
+            .arg("front-end")
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--backend", &format!("http://127.0.0.1:{backend_port}")])
+            .arg("--tls-cert")
+            .arg(cert)
+            .arg("--tls-key")
+            .arg(key)
+            .args(["--mode", "required"])
+            .args(extra);
+        c
+    })
+}

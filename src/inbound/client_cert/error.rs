@@ -25,6 +25,13 @@ pub enum Malformed {
     /// extension decoding and RFC 5280 rules, see `client_cert::profile`).
     #[error("certificate breaks the X.509 profile: {detail}")]
     Profile { detail: String },
+    /// The configured header format (`CLIENT_CERT_HEADER_FORMAT`) was not followed.
+    #[error("{0}")]
+    Header(HeaderError),
+    /// A certificate of the forwarded chain (1 = the first after the leaf) is not one DER
+    /// certificate.
+    #[error("forwarded chain certificate {index}: {detail}")]
+    Chain { index: usize, detail: String },
 }
 
 /// A certificate rejection. Times are Unix seconds.
@@ -109,4 +116,48 @@ impl From<Malformed> for CertError {
     fn from(m: Malformed) -> Self {
         Self::Malformed(m)
     }
+}
+
+/// Why a header in one of the forwarded formats did not hold one certificate.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeaderError {
+    #[error("{count} {header} header values, expected one")]
+    Repeated { header: &'static str, count: usize },
+    #[error("{header} header is {len} bytes, more than the {max} allowed")]
+    TooLarge {
+        header: &'static str,
+        len: usize,
+        max: usize,
+    },
+    #[error("bad percent-encoding at byte {at}")]
+    BadPercentEncoding { at: usize },
+    #[error("URL-decoded value is not UTF-8 text")]
+    NotText,
+    #[error("expected one PEM certificate, found {found}")]
+    PemCount { found: usize },
+    #[error("PEM armour is incomplete or holds something besides certificates")]
+    BadPem,
+    #[error("PEM body is not base64: {detail}")]
+    PemNotBase64 { detail: String },
+    #[error("XFCC has {count} elements; only one (the front end's) is accepted")]
+    XfccElements { count: usize },
+    #[error("XFCC value has an unterminated quoted string")]
+    UnterminatedQuote,
+    #[error("XFCC pair {pair:?} has no '='")]
+    XfccPair { pair: String },
+    #[error("XFCC key {key} appears more than once")]
+    XfccDuplicate { key: &'static str },
+    #[error("XFCC element has no Cert (the front end must forward the certificate)")]
+    XfccNoCert,
+    #[error("XFCC Hash is not 64 hex digits")]
+    XfccBadHash,
+    #[error("XFCC Hash does not match the SHA-256 of Cert")]
+    XfccHashMismatch,
+    #[error("{header} is not a structured-field byte sequence: {detail}")]
+    NotByteSequence {
+        header: &'static str,
+        detail: String,
+    },
+    #[error("forwarded chain has {count} certificates, more than the {max} accepted")]
+    ChainTooLong { count: usize, max: usize },
 }

@@ -2,9 +2,10 @@
 //!
 //! Owns: the inbound decision as a pure function of (header bytes or DER, [`Policy`],
 //! `now`). The rules, in order:
-//! 1. exactly one header value holding base64 (or PEM) of exactly one DER certificate, in
-//!    DER proper (minimal lengths: another encoding of the same certificate would be
-//!    another thumbprint and another cache entry);
+//! 1. the configured header format ([`forwarded`]; App Service's base64 by default) yields
+//!    exactly one DER certificate, in DER proper (minimal lengths: another encoding of the
+//!    same certificate would be another thumbprint and another cache entry), and every
+//!    certificate of a forwarded chain is one DER certificate too;
 //! 2. the certificate meets the profile ([`profile`]: every extension decodes, appears once
 //!    and is processed when critical; RFC 5280 rules) — else `malformed`;
 //! 3. `now` within the certificate's validity period, even for pinned certificates;
@@ -13,7 +14,8 @@
 //! 5. the key and signature algorithm meet the key policy (else `weak_key`, unless
 //!    [`Policy::allow_weak_keys`]);
 //! 6. a pinned thumbprint accepts; otherwise a single, exactly matching subject CN accepts
-//!    only with a chain to a trusted CA (or in the seed's unverified mode). Every CA on
+//!    only with a chain to a trusted CA, directly or through untrusted intermediates
+//!    (configured or forwarded, see [`path`]; or in the seed's unverified mode). Every CA on
 //!    that chain meets the same profile and key policy (checked when the CAs are loaded),
 //!    and the verdict does not depend on which route `trust` verifies the chain by;
 //! 7. when revocation checking is on ([`validate_with_revocation`]), every certificate of a
@@ -33,16 +35,18 @@
 mod der;
 mod digest;
 mod error;
+pub mod forwarded;
 pub mod header;
 mod info;
 pub mod partners;
+pub mod path;
 mod policy;
 pub mod profile;
 pub mod revocation;
 mod trust;
 
 pub use digest::sha256;
-pub use error::{CertError, Malformed};
+pub use error::{CertError, HeaderError, Malformed};
 pub use info::CertificateInfo;
 pub use policy::{Policy, Thumbprint, ThumbprintError};
 pub use revocation::{Crl, CrlError, CrlSet, Revocation, RevocationStatus};
@@ -166,7 +170,28 @@ pub fn validate_with_revocation(
     revocation: Option<&Revocation<'_>>,
     now: i64,
 ) -> Result<(Accepted, RevocationStatus), CertError> {
-    validate_by(der, policy, None, revocation, now)
+    validate_by(der, &[], policy, None, revocation, now)
+}
+
+/// [`validate_with_revocation`] for what a front end forwarded: the leaf, and the chain
+/// it sent with it, whose certificates are only ever untrusted intermediates. Every chain
+/// certificate must be one DER certificate (else `malformed`). With `partners`, rule 4 is
+/// the partners document's, as in [`validate_partners`].
+pub fn validate_forwarded(
+    forwarded: &forwarded::Forwarded,
+    policy: &Policy,
+    partners: Option<&partners::PartnerSet>,
+    revocation: Option<&Revocation<'_>>,
+    now: i64,
+) -> Result<(Accepted, RevocationStatus), CertError> {
+    validate_by(
+        &forwarded.leaf,
+        &forwarded.chain,
+        policy,
+        partners,
+        revocation,
+        now,
+    )
 }
 
 /// Validates one DER certificate against a partner set at `now`: rules 1–3 and 5 exactly as
@@ -179,13 +204,14 @@ pub fn validate_partners(
     revocation: Option<&Revocation<'_>>,
     now: i64,
 ) -> Result<(Accepted, RevocationStatus), CertError> {
-    validate_by(der, policy, Some(set), revocation, now)
+    validate_by(der, &[], policy, Some(set), revocation, now)
 }
 
-/// Rules 1–3 for every certificate, then rule 4 by the flat policy or, when given, by the
-/// partners document.
+/// Rules 1–3 for every certificate (and every forwarded chain certificate parses), then
+/// rule 4 by the flat policy or, when given, by the partners document.
 fn validate_by(
     der: &[u8],
+    chain: &[Vec<u8>],
     policy: &Policy,
     partners: Option<&partners::PartnerSet>,
     revocation: Option<&Revocation<'_>>,
@@ -193,6 +219,16 @@ fn validate_by(
 ) -> Result<(Accepted, RevocationStatus), CertError> {
     let cert = parse(der)?;
     profile::check(&cert).map_err(|v| Malformed::Profile { detail: v.0 })?;
+    for (i, c) in chain.iter().enumerate() {
+        parse(c).map_err(|e| match e {
+            CertError::Malformed(m) => Malformed::Chain {
+                index: i + 1,
+                detail: bounded(&m.to_string(), 2 * MAX_DETAIL_CHARS),
+            }
+            .into(),
+            other => other,
+        })?;
+    }
     let validity = cert.validity();
     let (not_before, not_after) = (
         validity.not_before.timestamp(),
@@ -215,11 +251,16 @@ fn validate_by(
 
     let (sha1, sha256) = Thumbprint::of_der(der);
     let info = CertificateInfo::from_parsed(&cert, (sha1, sha256));
+    let forwarded =
+        path::decode_forwarded(chain, policy.allow_weak_keys).map_err(|i| Malformed::Chain {
+            index: i + 1,
+            detail: "cannot be read".to_owned(),
+        })?;
     if let Some(set) = partners {
         let window = (not_before, not_after);
         let prints = (sha1, sha256);
         return by_partner(
-            der, &cert, info, prints, window, policy, set, revocation, now,
+            der, &forwarded, &cert, info, prints, window, policy, set, revocation, now,
         );
     }
     if policy.thumbprints.contains(&sha1) || policy.thumbprints.contains(&sha256) {
@@ -259,7 +300,9 @@ fn validate_by(
     let Some(trust) = &policy.trust else {
         return Err(untrusted("no trusted CAs are configured".to_owned()));
     };
-    let chain = trust.verify(der, &cert, now).map_err(untrusted)?;
+    let chain = trust
+        .verify_forwarded(der, &cert, &forwarded, now)
+        .map_err(untrusted)?;
     let accepted = Accepted {
         info,
         matched_by: MatchedBy::CommonName,
@@ -284,6 +327,7 @@ fn validate_by(
 #[allow(clippy::too_many_arguments)]
 fn by_partner(
     der: &[u8],
+    forwarded: &[path::CaFacts],
     cert: &X509Certificate<'_>,
     info: CertificateInfo,
     prints: (Thumbprint, Thumbprint),
@@ -301,7 +345,7 @@ fn by_partner(
     let selected = set.select(&facts, || {
         let result = match &policy.trust {
             None => Err("no trusted CAs are configured".to_owned()),
-            Some(trust) => trust.verify(der, cert, now),
+            Some(trust) => trust.verify_forwarded(der, cert, forwarded, now),
         };
         let anchors = match &result {
             Ok(chain) => Ok(partners::ChainAnchors {

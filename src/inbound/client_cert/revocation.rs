@@ -131,7 +131,7 @@ impl Crl {
         }
         let crl = X509Crl::from_der(der).map_err(|e| unparsable(e.to_string()))?;
         let issuer = parsed.issuer().to_string();
-        let mut named = anchors.certificates().filter(|ca| {
+        let mut named = anchors.crl_issuers().filter(|ca| {
             crl.issuer_name()
                 .try_cmp(ca.subject_name())
                 .is_ok_and(|o| o.is_eq())
@@ -462,10 +462,10 @@ pub fn check_chain(
     anchors: &TrustAnchors,
     now: i64,
 ) -> Result<Option<i64>, CertError> {
-    let Some(issuer) = chain.cas.first() else {
+    if chain.cas.is_empty() {
         return Ok(None);
-    };
-    check_path(leaf, issuer, crls, anchors, now)
+    }
+    check_path(leaf, &chain.cas, crls, anchors, now)
 }
 
 /// Revocation for a certificate accepted without a verified chain (a pinned certificate,
@@ -485,16 +485,29 @@ pub fn check_issued(
         return None;
     }
     let issuer = parent_of(&x509, anchors, &[])?;
-    Some(check_path(leaf, issuer, crls, anchors, now))
+    Some(check_path(
+        leaf,
+        std::slice::from_ref(issuer),
+        crls,
+        anchors,
+        now,
+    ))
 }
 
-fn check_path(
+/// Checks the leaf and then each CA of `path` (the CAs above the leaf, nearest first,
+/// intermediates included) against its issuer's CRLs, and beyond the end of `path` keeps
+/// going up through the configured CAs to a self-signed root.
+fn check_path<'a>(
     leaf: &X509Certificate<'_>,
-    first_issuer: &X509,
+    path: &'a [X509],
     crls: &CrlSet,
-    anchors: &TrustAnchors,
+    anchors: &'a TrustAnchors,
     now: i64,
 ) -> Result<Option<i64>, CertError> {
+    let Some((first_issuer, above)) = path.split_first() else {
+        return Ok(None);
+    };
+    let mut above = above.iter();
     let unknown = |reason: String| CertError::RevocationUnknown { reason };
     let mut until: Option<i64> = None;
     let mut serial = serial_key(leaf.raw_serial());
@@ -550,8 +563,13 @@ fn check_path(
         if is_self_issued(issuer) || visited.len() > 16 {
             break;
         }
-        let Some(parent) = parent_of(issuer, anchors, &visited) else {
-            break;
+        // The path that was built first (through intermediates), then the configured CAs.
+        let parent = match above.next() {
+            Some(p) => p,
+            None => match parent_of(issuer, anchors, &visited) {
+                Some(p) => p,
+                None => break,
+            },
         };
         let Some((ca_serial, ca_dps)) = ca_facts(issuer) else {
             return Err(unknown(format!("cannot read the CA {:?}", issuer_name())));
@@ -585,11 +603,13 @@ fn representative<'a>(cert: &'a X509, anchors: &'a TrustAnchors) -> &'a X509 {
     preferred(group).unwrap_or(cert)
 }
 
-/// A configured CA that issued `cert` (its subject is `cert`'s issuer and its key verifies
-/// `cert`'s signature), other than those in `visited`.
+/// A configured CA or intermediate that issued `cert` (its subject is `cert`'s issuer and
+/// its key verifies `cert`'s signature), other than those in `visited`.
 fn parent_of<'a>(cert: &X509Ref, anchors: &'a TrustAnchors, visited: &[&X509]) -> Option<&'a X509> {
+    // The configured intermediates count too: a pinned certificate one of them issued is on
+    // that intermediate's CRL, and the intermediate on its issuer's.
     let candidates: Vec<&X509> = anchors
-        .certificates()
+        .crl_issuers()
         .filter(|ca| {
             same_name(cert.issuer_name(), ca.subject_name())
                 && !visited.iter().any(|v| {

@@ -23,22 +23,28 @@
 //! implements: canonical name matching and CA name/policy constraints. A CA that breaks the
 //! profile stays out of OpenSSL's store and vouches for nothing; a leaf it signed gets its
 //! defect as the reason on either route.
+//!
+//! A leaf that no configured CA issued may still reach one through untrusted
+//! intermediates (`CLIENT_CERT_INTERMEDIATES_PATH`, held here as [`Intermediates`], or the
+//! chain the front end forwarded): [`TrustAnchors::verify_forwarded`] then builds the path
+//! with `super::path`. Without intermediates the verification is exactly the above.
 //! Must not: read files or the environment (`crate::inbound` loads the CA files), or log.
 
 use super::digest::{sha256, unsigned};
+use super::path::{
+    self, signature_digest, verify_signature, CaFacts, IntermediateReport, Intermediates,
+};
 use super::profile;
-use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Public};
-use openssl::sign::Verifier;
 use openssl::stack::Stack;
 use openssl::x509::store::{X509Store, X509StoreBuilder};
 use openssl::x509::verify::X509VerifyFlags;
 use openssl::x509::{X509StoreContext, X509};
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::OnceLock;
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::{AuthorityKeyIdentifier, GeneralName, ParsedExtension};
-use x509_parser::oid_registry as oids;
 
 /// Why the trusted CA set could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -140,7 +146,8 @@ pub enum Route {
 pub struct VerifiedChain {
     /// The leaf's serial number, unsigned big-endian bytes.
     pub leaf_serial: Vec<u8>,
-    /// The configured CAs above the leaf, nearest first (never empty for a real chain).
+    /// The CAs above the leaf, nearest first: untrusted intermediates, then the configured
+    /// CA that anchors them (never empty for a real chain).
     pub cas: Vec<X509>,
     /// SHA-256 of each of `cas`' DER, in the same order (which CA anchors the chain, for
     /// partners bound to an issuer).
@@ -157,9 +164,122 @@ pub struct TrustAnchors {
     /// Subject name DER → the anchors with that subject (usually one; two during a CA
     /// key rollover).
     by_subject: HashMap<Vec<u8>, Vec<[u8; 32]>>,
+    /// `CLIENT_CERT_INTERMEDIATES_PATH`: untrusted, only ever part of a path.
+    intermediates: Intermediates,
+    /// The anchors decoded for path building, on first use.
+    path_facts: OnceLock<Vec<CaFacts>>,
 }
 
 impl TrustAnchors {
+    /// Adds the untrusted intermediates that may complete a path to these anchors. Those
+    /// that can never be on a path (not CAs, unreadable, below the profile or key policy)
+    /// are left out and reported.
+    pub fn with_intermediates(
+        mut self,
+        certs: &[X509],
+        allow_weak_keys: bool,
+    ) -> (Self, Vec<IntermediateReport>) {
+        let (intermediates, reports) = Intermediates::new(certs, allow_weak_keys);
+        self.intermediates = intermediates;
+        (self, reports)
+    }
+
+    /// The configured untrusted intermediates.
+    pub fn intermediates(&self) -> &Intermediates {
+        &self.intermediates
+    }
+
+    /// Every certificate whose CRLs are accepted: the anchors and the configured
+    /// intermediates (a CRL is bound to its issuer's name and key, so an intermediate's CRL
+    /// speaks only for what that key signed).
+    pub fn crl_issuers(&self) -> impl Iterator<Item = &X509> {
+        self.certificates().chain(self.intermediates.certificates())
+    }
+
+    fn path_facts(&self) -> &[CaFacts] {
+        self.path_facts
+            .get_or_init(|| path::anchor_facts(self.certificates()))
+    }
+
+    /// [`Self::verify`], also through untrusted intermediates: the configured ones and
+    /// `forwarded` (the request's chain, already decoded). With neither, exactly
+    /// [`Self::verify`]. A leaf issued by a configured CA is verified as before; otherwise,
+    /// or when that fails, a path is built (see `super::path`).
+    pub(super) fn verify_forwarded(
+        &self,
+        der: &[u8],
+        leaf: &X509Certificate<'_>,
+        forwarded: &[CaFacts],
+        now: i64,
+    ) -> Result<VerifiedChain, String> {
+        if forwarded.is_empty() && self.intermediates.is_empty() {
+            return self.verify(der, leaf, now);
+        }
+        let direct = self
+            .by_subject
+            .contains_key(leaf.issuer().as_raw())
+            .then(|| self.verify(der, leaf, now));
+        let built = match direct {
+            Some(Ok(chain)) => return Ok(chain),
+            Some(Err(reason)) => self
+                .build_path(leaf, der, forwarded, now)
+                .map_err(|_| reason),
+            None => self.build_path(leaf, der, forwarded, now),
+        }?;
+        Ok(built)
+    }
+
+    fn build_path(
+        &self,
+        leaf: &X509Certificate<'_>,
+        der: &[u8],
+        forwarded: &[CaFacts],
+        now: i64,
+    ) -> Result<VerifiedChain, String> {
+        let built = path::build(
+            leaf,
+            der,
+            self.path_facts(),
+            &self.intermediates,
+            forwarded,
+            now,
+        )?;
+        let mut cas = built.cas;
+        if built.constrained {
+            // Name and policy constraints: OpenSSL enforces them on the very same path.
+            let x509 = X509::from_der(der).map_err(|e| e.to_string())?;
+            let anchor = cas.pop();
+            self.verify_with_untrusted(&x509, &cas)?;
+            cas.extend(anchor);
+        }
+        let anchors = cas
+            .iter()
+            .map(|c| c.to_der().map(|d| sha256(&d)))
+            .collect::<Result<_, _>>()
+            .map_err(|e| e.to_string())?;
+        Ok(VerifiedChain {
+            leaf_serial: unsigned(leaf.raw_serial()).to_vec(),
+            cas,
+            anchors,
+            not_before: built.not_before,
+            not_after: built.not_after,
+        })
+    }
+
+    /// OpenSSL's verifier with `untrusted` intermediates (for paths through CAs with
+    /// constraints only it enforces); the CAs above the leaf.
+    pub(super) fn verify_with_untrusted(
+        &self,
+        leaf: &X509,
+        untrusted: &[X509],
+    ) -> Result<Vec<X509>, String> {
+        let mut stack = Stack::new().map_err(|e| e.to_string())?;
+        for c in untrusted {
+            stack.push(c.clone()).map_err(|e| e.to_string())?;
+        }
+        self.openssl_chain_with(leaf, &stack)
+    }
+
     /// Builds the trust store with the default options: a CA below the key policy fails
     /// the build. Certificates that are not CAs are refused rather than silently trusted
     /// as issuers.
@@ -226,6 +346,8 @@ impl TrustAnchors {
             store: builder.build(),
             anchors,
             by_subject,
+            intermediates: Intermediates::default(),
+            path_facts: OnceLock::new(),
         };
         Ok((anchors, reports))
     }
@@ -241,10 +363,12 @@ impl TrustAnchors {
         d
     }
 
-    /// Whether the CA whose DER has SHA-256 `key` may sign CRLs: its keyUsage, when
-    /// present, includes cRLSign.
+    /// Whether the CA (or configured intermediate) whose DER has SHA-256 `key` may sign
+    /// CRLs: its keyUsage, when present, includes cRLSign.
     pub fn signs_crls(&self, key: &[u8; 32]) -> bool {
-        self.anchors.get(key).is_some_and(|a| a.signs_crls)
+        self.anchors
+            .get(key)
+            .map_or_else(|| self.intermediates.signs_crls(key), |a| a.signs_crls)
     }
 
     /// Number of distinct trusted CAs.
@@ -409,9 +533,17 @@ impl TrustAnchors {
 
     fn openssl_chain(&self, leaf: &X509) -> Result<Vec<X509>, String> {
         let untrusted = Stack::new().map_err(|e| e.to_string())?;
+        self.openssl_chain_with(leaf, &untrusted)
+    }
+
+    fn openssl_chain_with(
+        &self,
+        leaf: &X509,
+        untrusted: &openssl::stack::StackRef<X509>,
+    ) -> Result<Vec<X509>, String> {
         let mut ctx = X509StoreContext::new().map_err(|e| e.to_string())?;
         let (ok, error, depth, chain) = ctx
-            .init(&self.store, leaf, &untrusted, |c| {
+            .init(&self.store, leaf, untrusted, |c| {
                 let ok = c.verify_cert()?;
                 let chain: Vec<X509> = c
                     .chain()
@@ -466,45 +598,6 @@ fn aki_matches(aki: &AuthorityKeyIdentifier<'_>, anchor: &Anchor) -> bool {
             _ => None,
         });
     issuer.is_none_or(|name| name == anchor.issuer_der.as_slice())
-}
-
-/// The digest to verify the certificate's signature with: `Some(None)` for Ed25519, which
-/// hashes internally, and `None` when the direct path does not handle the algorithm.
-fn signature_digest(cert: &X509Certificate<'_>) -> Option<Option<MessageDigest>> {
-    let outer = &cert.signature_algorithm;
-    // The algorithm inside the signed part must be the one used (RFC 5280 4.1.1.2).
-    if outer != &cert.tbs_certificate.signature {
-        return None;
-    }
-    let oid = &outer.algorithm;
-    let digest = if *oid == oids::OID_PKCS1_SHA256WITHRSA || *oid == oids::OID_SIG_ECDSA_WITH_SHA256
-    {
-        MessageDigest::sha256()
-    } else if *oid == oids::OID_PKCS1_SHA384WITHRSA || *oid == oids::OID_SIG_ECDSA_WITH_SHA384 {
-        MessageDigest::sha384()
-    } else if *oid == oids::OID_PKCS1_SHA512WITHRSA || *oid == oids::OID_SIG_ECDSA_WITH_SHA512 {
-        MessageDigest::sha512()
-    } else if *oid == oids::OID_SIG_ED25519 {
-        return Some(None);
-    } else {
-        return None;
-    };
-    Some(Some(digest))
-}
-
-fn verify_signature(
-    key: &PKey<Public>,
-    digest: Option<MessageDigest>,
-    tbs: &[u8],
-    signature: &[u8],
-) -> bool {
-    let verifier = match digest {
-        Some(md) => Verifier::new(md, key),
-        None => Verifier::new_without_digest(key),
-    };
-    verifier
-        .and_then(|mut v| v.verify_oneshot(signature, tbs))
-        .unwrap_or(false)
 }
 
 /// A critical extension this code does not interpret; OpenSSL decides about those.
