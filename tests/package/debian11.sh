@@ -200,8 +200,8 @@ start_in_root() { # NAME LAYOUT [VAR=VALUE...]
     port=$(free_port)
     unshare --mount --propagation private -- /bin/sh -c '
         set -e
-        root=$1 hosts=$2 layout=$3 bundle=$4
-        shift 4
+        root=$1 hosts=$2 layout=$3 bundle=$4 appdir=$5
+        shift 5
         mount --bind "$hosts" "$root/etc/hosts"
         mount -t proc proc "$root/proc" 2>/dev/null || true
         case "$layout" in
@@ -212,8 +212,10 @@ start_in_root() { # NAME LAYOUT [VAR=VALUE...]
                 mkdir -p "$root/etc/pki/tls/certs"
                 cp "$bundle" "$root/etc/pki/tls/certs/ca-bundle.crt" ;;
         esac
-        exec chroot "$root" /usr/bin/env -i "$@"
-    ' sh "$root" "$run/hosts" "$layout" "$run/bundle-with-partner.pem" \
+        # In the app root, as the Functions host starts a custom handler (the handler checks
+        # the function folders there).
+        exec chroot "$root" /usr/bin/env -i -C "$appdir" "$@"
+    ' sh "$root" "$run/hosts" "$layout" "$run/bundle-with-partner.pem" "$inroot/app" \
         PATH=/usr/bin:/bin RUST_LOG=info FUNCTIONS_CUSTOMHANDLER_PORT="$port" \
         CLIENT_CERT_CA_PATH="$inroot/pki/ca.pem" \
         OUTBOUND_CLIENT_CERT_PATH="$inroot/pki/outbound.pfx" \
