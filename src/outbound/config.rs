@@ -290,15 +290,9 @@ fn key_vault(
             ));
         }
     }
-    let client_id = env.get("AZURE_CLIENT_ID").map(|c| c.trim().to_owned());
-    if let Some(c) = &client_id {
-        if !c.chars().all(|ch| ch.is_ascii_hexdigit() || ch == '-') {
-            return Err(ConfigError::invalid(
-                "AZURE_CLIENT_ID",
-                format!("{c:?} is not a client id (a GUID)"),
-            ));
-        }
-    }
+    let client_id = super::credential::checked_client_id(
+        env.get("AZURE_CLIENT_ID").map(|c| c.trim().to_owned()),
+    )?;
     Ok(Some(KeyVaultConfig {
         vault_url,
         certificate_name: name,
@@ -325,15 +319,9 @@ fn secrets_vault(
     let Some(url) = env.get(KEY_VAULT_URL) else {
         return Ok(None);
     };
-    let client_id = env.get("AZURE_CLIENT_ID").map(|c| c.trim().to_owned());
-    if let Some(c) = &client_id {
-        if !c.chars().all(|ch| ch.is_ascii_hexdigit() || ch == '-') {
-            return Err(ConfigError::invalid(
-                "AZURE_CLIENT_ID",
-                format!("{c:?} is not a client id (a GUID)"),
-            ));
-        }
-    }
+    let client_id = super::credential::checked_client_id(
+        env.get("AZURE_CLIENT_ID").map(|c| c.trim().to_owned()),
+    )?;
     Ok(Some(KeyVaultConfig {
         vault_url: https_url(KEY_VAULT_URL, &url, false)?,
         certificate_name: String::new(),

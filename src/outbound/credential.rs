@@ -322,6 +322,20 @@ fn auto(env: &dyn EnvSource) -> Result<(CredentialKind, String), ConfigError> {
     Ok((kind, reason))
 }
 
+/// An `AZURE_CLIENT_ID` value as given, or the error naming the setting when it is not a
+/// client id (a GUID: hex digits and dashes).
+pub(super) fn checked_client_id(value: Option<String>) -> Result<Option<String>, ConfigError> {
+    if let Some(c) = &value {
+        if !c.chars().all(|ch| ch.is_ascii_hexdigit() || ch == '-') {
+            return Err(ConfigError::invalid(
+                AZURE_CLIENT_ID,
+                format!("{c:?} is not a client id (a GUID)"),
+            ));
+        }
+    }
+    Ok(value)
+}
+
 fn settings_for(
     kind: CredentialKind,
     reason: &str,
@@ -338,15 +352,7 @@ fn settings_for(
         } else {
             env.get(AZURE_CLIENT_ID).map(|c| c.trim().to_owned())
         };
-        if let Some(c) = &value {
-            if !c.chars().all(|ch| ch.is_ascii_hexdigit() || ch == '-') {
-                return Err(ConfigError::invalid(
-                    AZURE_CLIENT_ID,
-                    format!("{c:?} is not a client id (a GUID)"),
-                ));
-            }
-        }
-        Ok(value)
+        checked_client_id(value)
     };
     let tenant_id = || -> Result<String, ConfigError> {
         let t = required(AZURE_TENANT_ID)?;

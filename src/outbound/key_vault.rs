@@ -18,7 +18,7 @@ use super::config::{KeyVaultConfig, NetworkOverrides};
 use super::credential::{AzureCredential, CredentialConfig, CredentialError};
 use azure_core::error::ErrorKind;
 use azure_core::http::{ClientOptions, FixedRetryOptions, RetryOptions, Transport};
-use azure_security_keyvault_secrets::models::SecretClientGetSecretOptions;
+use azure_security_keyvault_secrets::models::{Secret, SecretClientGetSecretOptions};
 use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
 use base64::Engine as _;
 use std::sync::Arc;
@@ -152,27 +152,9 @@ impl KeyVaultReader {
             secret_version: self.config.version.clone(),
             ..Default::default()
         };
-        let call = async {
-            self.client
-                .get_secret(&self.config.certificate_name, Some(options))
-                .await?
-                .into_model()
-        };
-        let secret = match tokio::time::timeout(self.timeout, call).await {
-            Err(_) => {
-                return Err(KeyVaultError::Timeout {
-                    seconds: self.timeout.as_secs(),
-                })
-            }
-            Ok(Err(e)) => {
-                return Err(map_error(
-                    &e,
-                    &self.config.vault_url,
-                    &self.config.credential,
-                ))
-            }
-            Ok(Ok(s)) => s,
-        };
+        let secret = self
+            .get(&self.config.certificate_name, Some(options))
+            .await?;
         let value = secret
             .value
             .filter(|v| !v.is_empty())
@@ -203,28 +185,34 @@ impl KeyVaultReader {
     /// by the timeout: for secrets that are documents (the partners document), not
     /// certificates. The value is returned, never logged.
     pub async fn fetch_text(&self, name: &str) -> Result<String, KeyVaultError> {
-        let call = async { self.client.get_secret(name, None).await?.into_model() };
-        let secret = match tokio::time::timeout(self.timeout, call).await {
-            Err(_) => {
-                return Err(KeyVaultError::Timeout {
-                    seconds: self.timeout.as_secs(),
-                })
-            }
-            Ok(Err(e)) => {
-                return Err(map_error(
-                    &e,
-                    &self.config.vault_url,
-                    &self.config.credential,
-                ))
-            }
-            Ok(Ok(s)) => s,
-        };
-        secret
+        self.get(name, None)
+            .await?
             .value
             .filter(|v| !v.is_empty())
             .ok_or_else(|| KeyVaultError::Other {
                 reason: "the secret has no value".to_owned(),
             })
+    }
+
+    /// The secret `name` (a version given in `options`, else the latest), bounded by the
+    /// timeout, failures mapped to what the caller can act on.
+    async fn get(
+        &self,
+        name: &str,
+        options: Option<SecretClientGetSecretOptions<'_>>,
+    ) -> Result<Secret, KeyVaultError> {
+        let call = async { self.client.get_secret(name, options).await?.into_model() };
+        match tokio::time::timeout(self.timeout, call).await {
+            Err(_) => Err(KeyVaultError::Timeout {
+                seconds: self.timeout.as_secs(),
+            }),
+            Ok(Err(e)) => Err(map_error(
+                &e,
+                &self.config.vault_url,
+                &self.config.credential,
+            )),
+            Ok(Ok(secret)) => Ok(secret),
+        }
     }
 }
 
