@@ -8,8 +8,7 @@
 //!
 //! The server (`crate::host::server`) calls [`forwarded_step`] itself for `/api/...`, and
 //! for the rest lifts each request's headers and body out before warp sees it, handing
-//! them over in a task-local, so nothing here clones the header map. The warp filter for
-//! `/api/...` serves `warp::test` with the same [`forwarded_step`].
+//! them over in a task-local, so nothing here clones the header map.
 
 use crate::host::answer::{json_response, Answer};
 use crate::host::app::{BodyError, Invocation, RequestBody, Step};
@@ -17,7 +16,6 @@ use crate::host::function::AppState;
 use crate::host::function::{parse_query, CertHeaderNames, Method, INVOCATION_ID_HEADERS};
 use crate::host::http_error::ApiError;
 use crate::host::invocation::{self, CERT_HEADER};
-use bytes::Bytes;
 use std::cell::RefCell;
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -30,46 +28,13 @@ pub fn invocation_limit(max_body: usize) -> usize {
     max_body.saturating_mul(4).saturating_add(1024 * 1024)
 }
 
-/// All routes, with rejections turned into JSON errors, reading each request's headers and
-/// body from warp (for `warp::test`; the server uses [`served_routes`]).
-pub fn routes(
-    state: Arc<AppState>,
-) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
-    let from_warp = warp::header::headers_cloned()
-        .and(warp::body::bytes())
-        .and(
-            warp::query::raw()
-                .map(Some)
-                .or(warp::any().map(|| None))
-                .unify(),
-        )
-        .map(|h, b, q| Some(Source::Test(h, b, q)));
-    build(state, from_warp)
-}
-
 /// The routes `crate::host::server` runs: each request's headers and body come from the
 /// server's task-local ([`LIFTED`]), taken inside the route that handles it, so they are
 /// never cloned nor moved through warp's combinators.
 pub fn served_routes(
     state: Arc<AppState>,
 ) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
-    build(
-        state,
-        warp::any().and_then(|| std::future::ready(Ok::<_, Rejection>(None))),
-    )
-}
-
-fn build<S>(
-    state: Arc<AppState>,
-    source: S,
-) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone
-where
-    S: Filter<Extract = (Option<Source>,), Error = Rejection> + Clone + Send + Sync + 'static,
-{
-    readiness()
-        .or(forwarded(state.clone(), source.clone()))
-        .or(json_invocation(state, source))
-        .recover(recover)
+    readiness().or(json_invocation(state)).recover(recover)
 }
 
 /// `GET /`: the host polls this until any HTTP answer arrives.
@@ -93,19 +58,9 @@ tokio::task_local! {
     pub static LIFTED: RefCell<Option<Lifted>>;
 }
 
-/// A request's headers and body, from the server's task-local or, when the filters run
-/// without it (`warp::test`), from warp.
-pub enum Source {
-    Lifted(Lifted),
-    Test(HeaderMap, Bytes, Option<String>),
-}
-
-/// The headers, body and query string of the request: `source` when the filters read them
-/// (`warp::test`), else what the server lifted (an empty request if nothing was).
-fn request_parts(source: Option<Source>) -> (HeaderMap, RequestBody, Option<String>) {
-    if let Some(source) = source {
-        return source.into_parts();
-    }
+/// The headers, body and query string the server lifted for this request (an empty
+/// request if nothing was).
+fn request_parts() -> (HeaderMap, RequestBody, Option<String>) {
     LIFTED
         .try_with(|cell| {
             cell.borrow_mut()
@@ -115,16 +70,6 @@ fn request_parts(source: Option<Source>) -> (HeaderMap, RequestBody, Option<Stri
         .ok()
         .flatten()
         .unwrap_or_else(|| (HeaderMap::new(), RequestBody::Empty, None))
-}
-
-impl Source {
-    fn into_parts(self) -> (HeaderMap, RequestBody, Option<String>) {
-        match self {
-            Self::Lifted(l) => (l.headers, RequestBody::incoming(l.body), l.query),
-            Self::Test(h, b, q) if b.is_empty() => (h, RequestBody::Empty, q),
-            Self::Test(h, b, q) => (h, RequestBody::Ready(b), q),
-        }
-    }
 }
 
 /// Every value of the configured certificate header and of the chain header, removed
@@ -156,8 +101,8 @@ pub fn api_tail(path: &str) -> Option<&str> {
 }
 
 /// A forwarded request (`/api/{tail}`) up to its [`Step`]: the function its route names
-/// (404 if none), then everything that needs no waiting (see `AppState::begin`). Used by
-/// the server directly and by the warp filter below.
+/// (404 if none), then everything that needs no waiting (see `AppState::begin`). The
+/// server calls it directly, without warp's filters.
 pub fn forwarded_step(
     state: &Arc<AppState>,
     method: &warp::http::Method,
@@ -182,54 +127,19 @@ pub fn forwarded_step(
     state.begin(function, invocation)
 }
 
-/// Any method on `/api/{route}`, as the host forwards the original request. The server
-/// answers these itself (see `crate::host::server`); this filter serves `warp::test`.
-fn forwarded<S>(
-    state: Arc<AppState>,
-    source: S,
-) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone
-where
-    S: Filter<Extract = (Option<Source>,), Error = Rejection> + Clone + Send + Sync + 'static,
-{
-    warp::path("api")
-        .and(warp::path::tail())
-        .and(warp::method())
-        .and(source)
-        .and_then(
-            move |tail: warp::path::Tail, method: warp::http::Method, source: Option<Source>| {
-                let state = state.clone();
-                let (headers, body, query) = request_parts(source);
-                let step = forwarded_step(
-                    &state,
-                    &method,
-                    tail.as_str(),
-                    query.as_deref(),
-                    headers,
-                    body,
-                );
-                async move { Ok::<_, Rejection>(state.complete(step).await.into_response()) }
-            },
-        )
-}
-
 /// `POST /{function}` with the host's JSON invocation payload.
-fn json_invocation<S>(
+fn json_invocation(
     state: Arc<AppState>,
-    source: S,
-) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone
-where
-    S: Filter<Extract = (Option<Source>,), Error = Rejection> + Clone + Send + Sync + 'static,
-{
+) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     warp::path!(String)
         .and(warp::post())
-        .and(source)
-        .and_then(move |name: String, source: Option<Source>| {
+        .and_then(move |name: String| {
             let state = state.clone();
             async move {
                 let Some(function) = state.functions.by_name(&name) else {
                     return Ok::<_, Rejection>(ApiError::NotFound.to_answer().into_response());
                 };
-                let (outer, body, _) = request_parts(source);
+                let (outer, body, _) = request_parts();
                 let limit = invocation_limit(state.max_body_bytes);
                 let payload = match body.read(limit).await {
                     Ok(bytes) => bytes,
